@@ -1,0 +1,187 @@
+"""Catalog HTTP routes under ``/catalog`` (contract: Catalog)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from shared.http import ERROR_RESPONSES, Command, Created
+from shared.service import Service
+
+from services.catalog import projections as q
+from services.catalog.application import CatalogApplication
+from services.catalog.domain import ContentType, Form, Plan, PlanKind, Source, Topic
+
+Text = Field(min_length=1, max_length=10_000)
+Name = Field(min_length=1, max_length=200)
+MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
+
+class TopicIn(Command):
+    title: str = Name
+    description: str = Text
+    source: Source
+    proposer: str = Name
+    content_type: ContentType
+    proposal_id: UUID | None = Field(None, description="required when source is 'proposal'")
+
+    @model_validator(mode="after")
+    def proposal_link(self) -> TopicIn:
+        if self.source is Source.proposal and self.proposal_id is None:
+            raise PydanticCustomError(
+                "proposal_link_required", "proposal_id: a topic from a proposal must name it"
+            )
+        return self
+
+
+class ScreeningIn(Command):
+    decision: Literal["accepted", "rejected"]
+    screened_by: str = Name
+    reason: str | None = Field(None, validate_default=True, max_length=10_000)
+
+    @field_validator("reason")
+    @classmethod
+    def reason_to_reject(cls, reason: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("decision") == "rejected" and not (reason or "").strip():
+            raise PydanticCustomError("reason_required", "a reason is required to reject a topic")
+        return reason
+
+
+class PlanIn(Command):
+    year: int = Field(ge=2000, le=2100)
+    kind: PlanKind
+    issuer: str = Name
+
+
+class ItemFields(Command):
+    topic_id: UUID
+    form: Form
+    lead_department: str = Name
+    scheduled_month: str = Field(pattern=MONTH, description="YYYY-MM")
+    participant_scope: str = Field("", max_length=2_000)
+
+
+class ItemIn(ItemFields):
+    internal_note: str | None = Field(None, max_length=2_000, description="never shown to the public")
+    added_by: str | None = Field(None, max_length=200)
+
+
+class ReviewIn(Command):
+    reviewed_by: str = Name
+
+
+class ApprovalIn(Command):
+    approved_by: str = Name
+
+
+class PublicationIn(Command):
+    published_by: str | None = Field(None, max_length=200)
+
+
+class AmendmentIn(ItemFields):
+    reason: str = Text
+    approved_by: str = Name
+
+
+def topic_out(t: Topic) -> dict[str, Any]:
+    return {
+        "id": str(t.id), "title": t.title, "description": t.description, "source": t.source,
+        "proposer": t.proposer, "content_type": t.content_type, "proposal_id": t.proposal_id,
+        "status": t.status, "screened_by": t.screened_by, "reason": t.reason,
+        "proposed_at": t.created_on.isoformat(),
+    }
+
+
+def plan_out(p: Plan) -> dict[str, Any]:
+    return {
+        "id": str(p.id), "year": p.year, "kind": p.kind, "issuer": p.issuer, "status": p.status,
+        "items": p.items, "amendments": p.amendments, "reviewed_by": p.reviewed_by,
+        "approved_by": p.approved_by, "version": p.version,
+    }
+
+
+def routes(service: Service) -> APIRouter:
+    app: CatalogApplication = service.app  # type: ignore[assignment]
+    views = service.views
+    r = APIRouter(responses=ERROR_RESPONSES)
+
+    def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return asyncio.to_thread(fn, *args, **kwargs)
+
+    @r.post("/topics", status_code=201, response_model=Created, summary="Propose a topic (议题征集)")
+    async def propose_topic(body: TopicIn) -> Created:
+        fields = body.model_dump()
+        fields["proposal_id"] = str(body.proposal_id) if body.proposal_id else None
+        return Created(id=await run(app.propose_topic, **fields))
+
+    @r.post("/topics/{topic_id}/screening", summary="Screen a topic (会商): accept or reject with reason")
+    async def screen_topic(topic_id: str, body: ScreeningIn) -> dict[str, Any]:
+        await run(app.screen_topic, topic_id, body.decision, body.reason, body.screened_by)
+        return topic_out(await run(app.get, Topic, topic_id))
+
+    @r.get("/topics/{topic_id}", summary="One topic")
+    async def get_topic(topic_id: str) -> dict[str, Any]:
+        return topic_out(await run(app.get, Topic, topic_id))
+
+    @r.post("/plans", status_code=201, response_model=Created, summary="Draft an annual plan")
+    async def draft_plan(body: PlanIn) -> Created:
+        return Created(id=await run(app.draft_plan, body.year, body.kind, body.issuer))
+
+    @r.post("/plans/{plan_id}/items", summary="Add an accepted topic to a draft plan")
+    async def add_item(plan_id: str, body: ItemIn) -> dict[str, Any]:
+        item = body.model_dump(exclude={"topic_id"})
+        await run(app.add_plan_item, plan_id, str(body.topic_id), **item)
+        return plan_out(await run(app.get, Plan, plan_id))
+
+    @r.post("/plans/{plan_id}/review", summary="CPPCC chair meeting review (主席会议审议)")
+    async def review_plan(plan_id: str, body: ReviewIn) -> dict[str, Any]:
+        await run(app.review_plan, plan_id, body.reviewed_by)
+        return plan_out(await run(app.get, Plan, plan_id))
+
+    @r.post("/plans/{plan_id}/approval", summary="Party committee approval (党委常委会审定)")
+    async def approve_plan(plan_id: str, body: ApprovalIn) -> dict[str, Any]:
+        await run(app.approve_plan, plan_id, body.approved_by)
+        return plan_out(await run(app.get, Plan, plan_id))
+
+    @r.post("/plans/{plan_id}/publication", summary="Publish an approved plan to society")
+    async def publish_plan(plan_id: str, body: PublicationIn | None = None) -> dict[str, Any]:
+        await run(app.publish_plan, plan_id, body.published_by if body else None)
+        return plan_out(await run(app.get, Plan, plan_id))
+
+    @r.post("/plans/{plan_id}/amendments", status_code=201, summary="Amend an approved plan (临时增加)")
+    async def amend_plan(plan_id: str, body: AmendmentIn) -> dict[str, Any]:
+        item = body.model_dump(exclude={"topic_id", "reason", "approved_by"})
+        number = await run(app.amend_plan, plan_id, str(body.topic_id), body.reason, body.approved_by, **item)
+        return {"id": f"{plan_id}/amendments/{number}", "number": number}
+
+    @r.get("/plans/{plan_id}", summary="One plan with its items and amendment history")
+    async def get_plan(plan_id: str) -> dict[str, Any]:
+        return plan_out(await run(app.get, Plan, plan_id))
+
+    # -- views -----------------------------------------------------------------
+    @r.get("/views/government-catalogue/{year}", summary="Government office: the year's catalogue")
+    async def government_catalogue(year: int) -> dict[str, Any]:
+        return await run(q.government_catalogue, views, year)
+
+    @r.get("/views/awaiting-approval", summary="Party committee office: plans awaiting approval")
+    async def awaiting_approval() -> list[dict[str, Any]]:
+        return await run(q.awaiting_approval, views)
+
+    @r.get("/views/topic-pipeline", summary="CPPCC office: topics by source and status")
+    async def topic_pipeline() -> dict[str, Any]:
+        return await run(q.topic_pipeline, views)
+
+    @r.get("/views/departments/{department}/schedule", summary="A lead department's scheduled topics")
+    async def department_schedule(department: str) -> list[dict[str, Any]]:
+        return await run(q.department_schedule, views, department)
+
+    @r.get("/public/plans", summary="The public's published plans (向社会公布)")
+    async def public_plans(year: int | None = None) -> list[dict[str, Any]]:
+        return await run(q.public_plans, views, year)
+
+    return r

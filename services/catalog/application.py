@@ -1,0 +1,76 @@
+"""Catalog commands: each method loads aggregates, applies one decision, saves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.application import ServiceApplication
+from shared.domain import NotFound, Refused
+
+from services.catalog.domain import Plan, Topic
+
+
+class CatalogApplication(ServiceApplication):
+    """Topics (议题) and annual plans (年度协商计划), in the catalog's own store."""
+
+    service = "catalog"
+    outcomes = frozenset({"PlanPublished"})
+
+    def topic_of(self, domain_event: Any, data: dict[str, Any]) -> str | None:
+        # A topic's own events belong to it; plan events name theirs in data.
+        if isinstance(domain_event, Topic.Event):
+            return str(domain_event.originator_id)
+        return super().topic_of(domain_event, data)
+
+    # -- topics ----------------------------------------------------------------
+    def propose_topic(self, **fields: Any) -> str:
+        topic = Topic(**fields)
+        self.save(topic)
+        return str(topic.id)
+
+    def screen_topic(self, topic_id: str, decision: str, reason: str | None, screened_by: str) -> None:
+        topic = self.get(Topic, topic_id)
+        topic.screen(decision, reason, screened_by)
+        self.save(topic)
+
+    # -- plans -----------------------------------------------------------------
+    def draft_plan(self, year: int, kind: str, issuer: str) -> str:
+        plan = Plan(year=year, kind=kind, issuer=issuer)
+        self.save(plan)
+        return str(plan.id)
+
+    def _topic_for_plan(self, topic_id: str) -> Topic:
+        try:
+            return self.get(Topic, topic_id)
+        except NotFound:
+            # The plan exists; the topic named in the body does not: a 409, not a 404.
+            raise Refused(
+                f"No topic with id {topic_id} has been proposed; a plan item needs a screened topic.",
+                rule="unknown_topic",
+            ) from None
+
+    def add_plan_item(self, plan_id: str, topic_id: str, **item: Any) -> None:
+        plan = self.get(Plan, plan_id)
+        plan.add_item(self._topic_for_plan(topic_id), **item)
+        self.save(plan)
+
+    def review_plan(self, plan_id: str, reviewed_by: str) -> None:
+        plan = self.get(Plan, plan_id)
+        plan.review(reviewed_by)
+        self.save(plan)
+
+    def approve_plan(self, plan_id: str, approved_by: str) -> None:
+        plan = self.get(Plan, plan_id)
+        plan.approve(approved_by)
+        self.save(plan)
+
+    def publish_plan(self, plan_id: str, published_by: str | None) -> None:
+        plan = self.get(Plan, plan_id)
+        plan.publish(published_by)
+        self.save(plan)
+
+    def amend_plan(self, plan_id: str, topic_id: str, reason: str | None, approved_by: str, **item: Any) -> int:
+        plan = self.get(Plan, plan_id)
+        plan.amend(self._topic_for_plan(topic_id), reason, approved_by, **item)
+        self.save(plan)
+        return len(plan.amendments)

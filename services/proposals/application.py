@@ -1,0 +1,7 @@
+"""Proposals commands."""
+
+from shared.application import ServiceApplication
+
+
+class ProposalsApplication(ServiceApplication):
+    service = "proposals"

@@ -1,0 +1,7 @@
+"""`python -m services.sessions`: run this service alone."""
+
+import sys
+
+from shared.cli import run_service
+
+sys.exit(run_service("sessions"))

@@ -1,0 +1,7 @@
+"""Sessions commands."""
+
+from shared.application import ServiceApplication
+
+
+class SessionsApplication(ServiceApplication):
+    service = "sessions"

@@ -1,0 +1,76 @@
+"""Runtime configuration, read from the environment.
+
+Configuration, not code, decides where state lives and which broker carries events:
+the embedded default is SQLite files under one data directory and a local broker;
+set ``CONSULT_STORE=postgres`` and ``KAFKA_BOOTSTRAP_SERVERS`` to run the same
+services against PostgreSQL and a Kafka cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The Kafka topics of the public contract.
+SERVICE_TOPICS = {
+    "catalog": "consultation.catalog.v1",
+    "sessions": "consultation.sessions.v1",
+    "proposals": "consultation.proposals.v1",
+    "feedback": "consultation.feedback.v1",
+}
+OUTCOMES_TOPIC = "consultation.outcomes.v1"
+AUDIT_TOPIC = "consultation.audit.v1"
+INBOUND_TOPIC = "consultation.inbound.v1"
+INBOUND_REPLIES_TOPIC = "consultation.inbound.replies.v1"
+DEADLETTER_TOPIC = "consultation.deadletter.v1"
+ALL_TOPICS = (
+    *SERVICE_TOPICS.values(),
+    OUTCOMES_TOPIC,
+    AUDIT_TOPIC,
+    INBOUND_TOPIC,
+    INBOUND_REPLIES_TOPIC,
+    DEADLETTER_TOPIC,
+)
+
+
+class Settings(BaseSettings):
+    """Every setting has a working embedded default; see README for the variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CONSULT_", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    #: Prefix for PostgreSQL schemas, so several systems can share one database.
+    schema_prefix: str = ""
+
+    postgres_host: str = Field("127.0.0.1", validation_alias="POSTGRES_HOST")
+    postgres_port: int = Field(5432, validation_alias="POSTGRES_PORT")
+    postgres_user: str = Field("postgres", validation_alias="POSTGRES_USER")
+    postgres_password: str = Field("", validation_alias="POSTGRES_PASSWORD")
+    postgres_dbname: str = Field("postgres", validation_alias="POSTGRES_DBNAME")
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    #: Idempotent producers need broker support; the embedded broker has none.
+    kafka_idempotence: bool = Field(True, validation_alias="KAFKA_IDEMPOTENCE")
+    kafka_partitions: int = Field(3, validation_alias="KAFKA_TOPIC_PARTITIONS")
+    kafka_replication: int = Field(1, validation_alias="KAFKA_TOPIC_REPLICATION")
+
+    #: Consumer-group prefix; two systems on one cluster keep separate groups.
+    group_prefix: str = "consult"
+    #: Turns the outbox relay off (operators draining a node; crash tests).
+    relay_enabled: bool = True
+    #: Seconds between polls of a store's notification log when nothing woke us.
+    poll_interval: float = 0.25
+    #: Extra official calendars (JSON files), e.g. a year the library does not know yet.
+    calendar_dir: Path | None = None
+    #: Time source for deadline schedulers: "system" or a fixed ISO date for drills.
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @property
+    def postgres(self) -> bool:
+        return self.store == "postgres"

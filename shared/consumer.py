@@ -1,0 +1,78 @@
+"""The one way events are consumed from Kafka into read models.
+
+At-least-once delivery (never FastStream's default ACK_FIRST), earliest offset
+for new groups, exactly-once effect through the projection's tracking record,
+and a dead-letter topic for what cannot be processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from shared.config import DEADLETTER_TOPIC
+from shared.envelope import CloudEvent
+from shared.logs import bind, get_logger
+from shared.projection import UnprocessableEvent, ViewProjection
+
+
+async def dead_letter(broker: KafkaBroker, record: ConsumerRecord, consumer: str, reason: str) -> None:
+    """Park a message with the reason; wait for the broker's ack before moving on."""
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    headers.update(
+        {
+            "deadletter-reason": reason[:2000],
+            "deadletter-consumer": consumer,
+            "deadletter-topic": record.topic,
+            "deadletter-partition": str(record.partition),
+            "deadletter-offset": str(record.offset),
+        }
+    )
+    await broker.publish(record.value or b"", DEADLETTER_TOPIC, key=record.key, headers=headers)
+
+
+def attach(broker: KafkaBroker, projection: ViewProjection, group_id: str) -> None:
+    """Subscribe ``projection`` to its Kafka topics in consumer group ``group_id``."""
+    log = get_logger("consumer", projection=projection.name, group=group_id)
+
+    @broker.subscriber(
+        *projection.kafka_topics,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+        max_poll_interval_ms=60_000,
+        title=f"{group_id}",
+    )
+    async def consume(message: KafkaMessage) -> None:
+        record: ConsumerRecord = message.raw_message  # type: ignore[assignment]
+        try:
+            event = CloudEvent.model_validate_json(record.value or b"")
+        except ValidationError as error:
+            reason = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'envelope'}: {e['msg']}"
+                for e in error.errors()
+            )
+            log.warning("invalid envelope sent to dead letters", reason=reason, offset=record.offset)
+            await dead_letter(broker, record, group_id, f"invalid CloudEvent: {reason}")
+            return
+        with bind(event_id=event.id, notification_id=event.sequence, correlation_id=message.correlation_id):
+            try:
+                applied = await asyncio.to_thread(projection.handle, event)
+            except (UnprocessableEvent, KeyError, TypeError, ValueError) as error:
+                log.warning("unprocessable event sent to dead letters", reason=str(error))
+                await dead_letter(broker, record, group_id, f"{event.type}: {error}")
+                return
+            except Exception:
+                # Store trouble: do not commit the offset; the message comes again.
+                log.exception("projection failed; message will be redelivered")
+                await asyncio.sleep(0.5)
+                raise
+            if not applied:
+                log.debug("duplicate ignored", type=event.type)

@@ -1,0 +1,52 @@
+"""The CloudEvents 1.0 envelope every event travels in (structured JSON mode)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CONTENT_TYPE = "application/cloudevents+json"
+_ID_NAMESPACE = uuid.UUID("6f1c7a52-95d4-4b8e-9a57-3c1de0f1a0c1")
+
+
+def event_id(service: str, originator_id: str, version: int) -> str:
+    """Stable across re-publication: derived from what the store already identifies."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{service}/{originator_id}/{version}"))
+
+
+class CloudEvent(BaseModel):
+    """An event as published on Kafka: contract section "Events on Kafka"."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(pattern=r"^/consultation/[a-z]+$")
+    type: str = Field(pattern=r"^consultation\.[a-z]+\.[A-Za-z]+\.v[0-9]+$")
+    subject: str = Field(min_length=1)
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: dict[str, Any]
+    #: The consultation topic (议题) this event belongs to, when known.
+    topicid: str | None = None
+    #: Position in the publishing service's store.
+    sequence: int = Field(ge=1)
+    #: Who did it (extension): the official, body or pseudonymous reference.
+    actor: str | None = None
+    #: Aggregate version (extension): orders events of one subject.
+    version: int | None = None
+
+    @property
+    def service(self) -> str:
+        return self.source.rsplit("/", 1)[-1]
+
+    @property
+    def name(self) -> str:
+        """Event name without service and version, e.g. ``TopicProposed``."""
+        return self.type.split(".")[2]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()

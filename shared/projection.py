@@ -1,0 +1,64 @@
+"""Read models (views) built from events, whichever way the events arrive.
+
+A projection sees every event as a :class:`CloudEvent`, whether it was read from
+its own service's notification log or from a Kafka topic, so the same code
+rebuilds a view from a store or from the broker.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+
+from shared.envelope import CloudEvent
+from shared.stores import Duplicate, ViewStore, ViewTransaction
+
+
+class UnprocessableEvent(Exception):
+    """The event is well-formed but this projection cannot use it (goes to dead letters)."""
+
+
+class ViewProjection(Projection[ViewStore]):  # type: ignore[type-var]
+    """Applies each event to documents in the view store, exactly once.
+
+    The tracking record ``<projection>:<source service>`` / ``sequence`` is written
+    in the same transaction as the documents, so a redelivered or re-published
+    event changes nothing.
+    """
+
+    #: Kafka topics this projection follows when fed from the broker.
+    kafka_topics: ClassVar[tuple[str, ...]] = ()
+
+    def tracking(self, event: CloudEvent) -> Tracking:
+        return Tracking(f"{self.name}:{event.service}", event.sequence)
+
+    def process_event(self, domain_event: CloudEvent, tracking: Tracking) -> None:  # type: ignore[override]
+        self.handle(domain_event, tracking)
+
+    def handle(self, event: CloudEvent, tracking: Tracking | None = None) -> bool:
+        """Apply ``event``; False when it had been applied already."""
+        try:
+            with self.view.transaction(tracking or self.tracking(event)) as txn:
+                self.apply(event, txn)
+        except Duplicate:
+            return False
+        return True
+
+    def position(self, source_service: str) -> int:
+        """The highest sequence applied from one service's log."""
+        return self.view.max_tracking_id(f"{self.name}:{source_service}") or 0
+
+    def apply(self, event: CloudEvent, txn: ViewTransaction) -> None:
+        """Change documents for one event. Unknown events are ignored."""
+        method = getattr(self, f"on_{event.name}", None)
+        if method is not None:
+            method(event, event.data, txn)
+
+
+def need(data: dict[str, Any], *fields: str) -> None:
+    """Refuse an event whose payload lacks what the view needs."""
+    missing = [f for f in fields if data.get(f) in (None, "")]
+    if missing:
+        raise UnprocessableEvent(f"payload lacks required field(s): {', '.join(missing)}")

@@ -1,0 +1,131 @@
+"""A running service: its store, views, relay, projections, consumers and routes.
+
+Each ``services/<name>/__init__.py`` declares a :class:`ServiceSpec`; this module
+turns it into the running parts, the same way for all four services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from shared.application import ServiceApplication
+from shared.config import Settings
+from shared.consumer import attach
+from shared.follower import ProjectionFollower, Relay
+from shared.kafka import ensure_topics, make_broker
+from shared.logs import get_logger
+from shared.projection import ViewProjection
+from shared.stores import open_view_store
+
+if TYPE_CHECKING:
+    from faststream.kafka import KafkaBroker
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    application: type[ServiceApplication]
+    #: Builds the service's HTTP routes (without prefix) given the running service.
+    routes: Callable[[Service], APIRouter]
+    #: Views fed from this service's own log.
+    own_projections: tuple[type[ViewProjection], ...] = ()
+    #: Views fed from Kafka topics (other services' events, or all of them).
+    kafka_projections: tuple[type[ViewProjection], ...] = ()
+    #: Background jobs started with the service: ``job(service) -> coroutine``.
+    jobs: tuple[Callable[[Service], Any], ...] = field(default=())
+
+
+class Service:
+    def __init__(self, spec: ServiceSpec, settings: Settings):
+        self.spec = spec
+        self.name = spec.name
+        self.settings = settings
+        self.log = get_logger("service", service=spec.name)
+        self.app = spec.application(settings)
+        self.views = open_view_store(settings, spec.name)
+        self.projections: dict[str, ViewProjection] = {
+            p.name: p(self.views) for p in (*spec.own_projections, *spec.kafka_projections)
+        }
+        self.broker: KafkaBroker = make_broker(settings, client_id=f"consult-{spec.name}")
+        for cls in spec.kafka_projections:
+            attach(self.broker, self.projections[cls.name], self.group_id(cls.name))
+        self.relay = Relay(self.app, settings, self.broker)
+        self.followers = [
+            ProjectionFollower(self.app, settings, self.projections[p.name])
+            for p in spec.own_projections
+        ]
+        self.broker_connected = False
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def group_id(self, projection: str) -> str:
+        return f"{self.settings.group_prefix}.{self.name}.{projection}"
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        spawn = asyncio.get_running_loop().create_task
+        self._tasks += [spawn(f.run(), name=f.name) for f in self.followers]
+        self._tasks += [spawn(job(self), name=getattr(job, "__name__", "job")) for job in self.spec.jobs]
+        self._tasks.append(spawn(self._connect(), name="connect"))
+
+    async def _connect(self) -> None:
+        """Reach the broker, however long it takes; commands are stored meanwhile."""
+        delay = 0.2
+        while True:
+            try:
+                await ensure_topics(self.settings)
+                await self.broker.start()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001
+                self.log.warning("broker not reachable yet", error=repr(error))
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.broker_connected = True
+        self.log.info("broker connected", bootstrap=self.settings.kafka_bootstrap_servers)
+        if self.settings.relay_enabled:
+            self._tasks.append(asyncio.get_running_loop().create_task(self.relay.run(), name="relay"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        self.app.close()
+        with contextlib.suppress(Exception):
+            self.views.datastore.close()
+
+    # -- HTTP ------------------------------------------------------------------
+    def router(self) -> APIRouter:
+        router = APIRouter(prefix=f"/{self.name}", tags=[self.name])
+
+        @router.get("/health", summary=f"{self.name}: store and broker reachable")
+        async def health() -> JSONResponse:
+            checks = {"store": False, "broker": False}
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.app.max_position)
+                checks["store"] = True
+            if self.broker_connected:
+                with contextlib.suppress(Exception):
+                    checks["broker"] = bool(await self.broker.ping(timeout=2.0))
+            ok = all(checks.values())
+            return JSONResponse(
+                status_code=200 if ok else 503,
+                content={"service": self.name, "status": "ok" if ok else "degraded", **checks},
+            )
+
+        router.include_router(self.spec.routes(self))
+        return router

@@ -1,0 +1,188 @@
+"""Where each service keeps its events and its read models.
+
+One service, one event store (SQLite file or PostgreSQL schema ``<service>``),
+plus one view store (``<service>-views`` / schema ``<service>_views``) holding
+read models and the tracking records that make their updates idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from eventsourcing.utils import Environment
+
+from shared.config import Settings
+
+
+def schema_name(settings: Settings, service: str, label: str = "") -> str:
+    return f"{settings.schema_prefix}{service}{'_' + label if label else ''}"
+
+
+def _ensure_schema(settings: Settings, schema: str) -> None:
+    # eventsourcing creates tables, not schemas.
+    with psycopg.connect(
+        host=settings.postgres_host,
+        port=settings.postgres_port,
+        user=settings.postgres_user,
+        password=settings.postgres_password or None,
+        dbname=settings.postgres_dbname,
+        autocommit=True,
+    ) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
+def store_env(settings: Settings, service: str, label: str = "") -> dict[str, str]:
+    """eventsourcing settings for one store of one service."""
+    if settings.postgres:
+        schema = schema_name(settings, service, label)
+        _ensure_schema(settings, schema)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_HOST": settings.postgres_host,
+            "POSTGRES_PORT": str(settings.postgres_port),
+            "POSTGRES_USER": settings.postgres_user,
+            "POSTGRES_PASSWORD": settings.postgres_password,
+            "POSTGRES_DBNAME": settings.postgres_dbname,
+            "POSTGRES_SCHEMA": schema,
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_MAX_OVERFLOW": "8",
+        }
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    filename = f"{service}-{label}.sqlite" if label else f"{service}-events.sqlite"
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(settings.data_dir / filename),
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
+
+
+class Duplicate(Exception):
+    """The event was already applied to these read models."""
+
+
+class ViewTransaction:
+    """Read-model documents inside one database transaction."""
+
+    def __init__(self, store: ViewStoreMixin, cursor: Any):
+        self._store = store
+        self._cursor = cursor
+
+    def get(self, view: str, key: str) -> dict[str, Any] | None:
+        self._cursor.execute(self._store.sql_get_for_update, (view, key))
+        row = self._cursor.fetchone()
+        return json.loads(row["doc"]) if row else None
+
+    def put(self, view: str, key: str, doc: dict[str, Any]) -> None:
+        self._cursor.execute(
+            self._store.sql_put, (view, key, json.dumps(doc, ensure_ascii=False, sort_keys=True))
+        )
+
+    def delete(self, view: str, key: str) -> None:
+        self._cursor.execute(self._store.sql_delete, (view, key))
+
+    def list(self, view: str, prefix: str = "") -> list[dict[str, Any]]:
+        return self._store._list(self._cursor, view, prefix)
+
+
+class ViewStoreMixin:
+    """Documents keyed by (view, key), written in the transaction that tracks the event.
+
+    Tracking is multi-row: a set of (projection:source, sequence) pairs already
+    applied, so re-delivered or re-published events are recognised whatever order
+    partitions interleave them in.
+    """
+
+    datastore: Any
+    param = "?"
+    lock_clause = ""
+
+    def _doc_sql(self) -> None:
+        p = self.param
+        t = "view_documents"
+        self.sql_create_documents = (
+            f"CREATE TABLE IF NOT EXISTS {t} (view TEXT NOT NULL, key TEXT NOT NULL, "
+            "doc TEXT NOT NULL, PRIMARY KEY (view, key))"
+        )
+        self.sql_get = f"SELECT doc FROM {t} WHERE view = {p} AND key = {p}"
+        self.sql_get_for_update = self.sql_get + self.lock_clause
+        self.sql_put = (
+            f"INSERT INTO {t} (view, key, doc) VALUES ({p}, {p}, {p}) "
+            "ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc"
+        )
+        self.sql_delete = f"DELETE FROM {t} WHERE view = {p} AND key = {p}"
+        self.sql_list = (
+            f"SELECT doc FROM {t} WHERE view = {p} AND key LIKE {p} ESCAPE '\\' ORDER BY key"
+        )
+        self.sql_list_all = f"SELECT view, key, doc FROM {t} ORDER BY view, key"
+
+    @staticmethod
+    def _doc(row: Any) -> dict[str, Any]:
+        return json.loads(row["doc"])
+
+    def _list(self, cursor: Any, view: str, prefix: str) -> list[dict[str, Any]]:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        cursor.execute(self.sql_list, (view, escaped + "%"))
+        return [self._doc(row) for row in cursor.fetchall()]
+
+    @contextmanager
+    def transaction(self, *trackings: Tracking) -> Iterator[ViewTransaction]:
+        """One atomic change: tracking first (so a concurrent twin waits, then fails)."""
+        try:
+            with self.datastore.transaction(commit=True) as cursor:
+                for tracking in trackings:
+                    self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+                yield ViewTransaction(self, cursor)
+        except IntegrityError as error:
+            raise Duplicate(str(error)) from error
+
+    def get(self, view: str, key: str) -> dict[str, Any] | None:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(self.sql_get, (view, key))
+            row = cursor.fetchone()
+            return self._doc(row) if row else None
+
+    def list(self, view: str, prefix: str = "") -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as cursor:
+            return self._list(cursor, view, prefix)
+
+    def dump(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every document: what a rebuild is compared against."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(self.sql_list_all)
+            return {(r["view"], r["key"]): self._doc(r) for r in cursor.fetchall()}
+
+
+class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
+    def __init__(self, datastore: Any, **kwargs: Any):
+        self._doc_sql()  # the base constructor asks for the DDL
+        super().__init__(datastore, **kwargs)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), self.sql_create_documents]
+
+
+class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
+    param = "%s"
+    lock_clause = " FOR UPDATE"
+
+    def __init__(self, datastore: Any, **kwargs: Any):
+        super().__init__(datastore, **kwargs)
+        self._doc_sql()
+        self.sql_create_statements.append(self.sql_create_documents)
+
+
+ViewStore = SQLiteViewStore | PostgresViewStore
+
+
+def open_view_store(settings: Settings, service: str, label: str = "views") -> ViewStore:
+    env = {**store_env(settings, service, label), "SINGLE_ROW_TRACKING": "f"}
+    factory = InfrastructureFactory.construct(Environment(f"{service}_{label}", env))
+    cls = PostgresViewStore if settings.postgres else SQLiteViewStore
+    return factory.tracking_recorder(cls)  # type: ignore[arg-type,return-value]
