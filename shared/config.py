@@ -62,6 +62,9 @@ class Settings(BaseSettings):
 
     #: Consumer-group prefix; two systems on one cluster keep separate groups.
     group_prefix: str = "consult"
+    #: Prefix for every Kafka topic name ("" = the contract's names). Lets two
+    #: independent systems (a staging copy, a test run) share one cluster.
+    topic_prefix: str = ""
     #: Turns the outbox relay off (operators draining a node; crash tests).
     relay_enabled: bool = True
     #: Seconds between polls of a store's notification log when nothing woke us.
@@ -74,3 +77,7 @@ class Settings(BaseSettings):
     @property
     def postgres(self) -> bool:
         return self.store == "postgres"
+
+    def topic(self, name: str) -> str:
+        """The Kafka topic this system uses for a contract topic."""
+        return f"{self.topic_prefix}{name}"

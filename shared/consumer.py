@@ -15,13 +15,15 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
-from shared.config import DEADLETTER_TOPIC
+from shared.config import DEADLETTER_TOPIC, Settings
 from shared.envelope import CloudEvent
 from shared.logs import bind, get_logger
 from shared.projection import UnprocessableEvent, ViewProjection
 
 
-async def dead_letter(broker: KafkaBroker, record: ConsumerRecord, consumer: str, reason: str) -> None:
+async def dead_letter(
+    broker: KafkaBroker, topic: str, record: ConsumerRecord, consumer: str, reason: str
+) -> None:
     """Park a message with the reason; wait for the broker's ack before moving on."""
     headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
     headers.update(
@@ -33,15 +35,18 @@ async def dead_letter(broker: KafkaBroker, record: ConsumerRecord, consumer: str
             "deadletter-offset": str(record.offset),
         }
     )
-    await broker.publish(record.value or b"", DEADLETTER_TOPIC, key=record.key, headers=headers)
+    await broker.publish(record.value or b"", topic, key=record.key, headers=headers)
 
 
-def attach(broker: KafkaBroker, projection: ViewProjection, group_id: str) -> None:
+def attach(
+    broker: KafkaBroker, settings: Settings, projection: ViewProjection, group_id: str
+) -> None:
     """Subscribe ``projection`` to its Kafka topics in consumer group ``group_id``."""
     log = get_logger("consumer", projection=projection.name, group=group_id)
+    deadletters = settings.topic(DEADLETTER_TOPIC)
 
     @broker.subscriber(
-        *projection.kafka_topics,
+        *(settings.topic(t) for t in projection.kafka_topics),
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -60,14 +65,14 @@ def attach(broker: KafkaBroker, projection: ViewProjection, group_id: str) -> No
                 for e in error.errors()
             )
             log.warning("invalid envelope sent to dead letters", reason=reason, offset=record.offset)
-            await dead_letter(broker, record, group_id, f"invalid CloudEvent: {reason}")
+            await dead_letter(broker, deadletters, record, group_id, f"invalid CloudEvent: {reason}")
             return
         with bind(event_id=event.id, notification_id=event.sequence, correlation_id=message.correlation_id):
             try:
                 applied = await asyncio.to_thread(projection.handle, event)
             except (UnprocessableEvent, KeyError, TypeError, ValueError) as error:
                 log.warning("unprocessable event sent to dead letters", reason=str(error))
-                await dead_letter(broker, record, group_id, f"{event.type}: {error}")
+                await dead_letter(broker, deadletters, record, group_id, f"{event.type}: {error}")
                 return
             except Exception:
                 # Store trouble: do not commit the offset; the message comes again.

@@ -24,6 +24,8 @@ class LogFollower:
 
     batch_size = 500
     max_backoff = 5.0
+    #: Run :meth:`recover` before the first batch too.
+    recover_on_start = False
 
     def __init__(self, app: ServiceApplication, settings: Settings, name: str):
         self.app = app
@@ -51,7 +53,7 @@ class LogFollower:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         backoff = 0.1
-        failed = False
+        failed = self.recover_on_start
         while True:
             try:
                 if failed:
@@ -86,10 +88,13 @@ class Relay(LogFollower):
     twice after a crash, with the same CloudEvent id, which consumers recognise.
     """
 
+    recover_on_start = True  # the broker may have restarted empty while we were down
+
     def __init__(self, app: ServiceApplication, settings: Settings, broker: KafkaBroker):
         super().__init__(app, settings, "relay")
         self.broker = broker
-        self.topic = SERVICE_TOPICS[app.service]
+        self.topic = settings.topic(SERVICE_TOPICS[app.service])
+        self.outcomes_topic = settings.topic(OUTCOMES_TOPIC)
         self.tracking = app.factory.tracking_recorder()
         self.tracking_name = f"relay:{self.topic}"
         self._stored = self.tracking.max_tracking_id(self.tracking_name) or 0
@@ -113,7 +118,7 @@ class Relay(LogFollower):
             with bind(event_id=event.id, notification_id=event.sequence):
                 pending.append(await publish(self.broker, self.topic, event))
                 if event.name in self.app.outcomes:
-                    pending.append(await publish(self.broker, OUTCOMES_TOPIC, self.app.outcome(event)))
+                    pending.append(await publish(self.broker, self.outcomes_topic, self.app.outcome(event)))
         await asyncio.gather(*pending)
         last = notifications[-1].id
         if last > self._stored:

@@ -37,6 +37,9 @@ class ViewProjection(Projection[ViewStore]):  # type: ignore[type-var]
     def process_event(self, domain_event: CloudEvent, tracking: Tracking) -> None:  # type: ignore[override]
         self.handle(domain_event, tracking)
 
+    #: Events this instance applied (not counting duplicates): for health and tests.
+    applied = 0
+
     def handle(self, event: CloudEvent, tracking: Tracking | None = None) -> bool:
         """Apply ``event``; False when it had been applied already."""
         try:
@@ -44,6 +47,7 @@ class ViewProjection(Projection[ViewStore]):  # type: ignore[type-var]
                 self.apply(event, txn)
         except Duplicate:
             return False
+        self.applied += 1
         return True
 
     def position(self, source_service: str) -> int:

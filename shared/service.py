@@ -55,7 +55,7 @@ class Service:
         }
         self.broker: KafkaBroker = make_broker(settings, client_id=f"consult-{spec.name}")
         for cls in spec.kafka_projections:
-            attach(self.broker, self.projections[cls.name], self.group_id(cls.name))
+            attach(self.broker, settings, self.projections[cls.name], self.group_id(cls.name))
         self.relay = Relay(self.app, settings, self.broker)
         self.followers = [
             ProjectionFollower(self.app, settings, self.projections[p.name])

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.sql import SQL
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
@@ -103,9 +104,9 @@ class ViewStoreMixin:
     param = "?"
     lock_clause = ""
 
-    def _doc_sql(self) -> None:
+    def _doc_sql(self, table: str = "view_documents") -> None:
         p = self.param
-        t = "view_documents"
+        t = table
         self.sql_create_documents = (
             f"CREATE TABLE IF NOT EXISTS {t} (view TEXT NOT NULL, key TEXT NOT NULL, "
             "doc TEXT NOT NULL, PRIMARY KEY (view, key))"
@@ -174,8 +175,8 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
 
     def __init__(self, datastore: Any, **kwargs: Any):
         super().__init__(datastore, **kwargs)
-        self._doc_sql()
-        self.sql_create_statements.append(self.sql_create_documents)
+        self._doc_sql(f'"{datastore.schema}".view_documents')
+        self.sql_create_statements.append(SQL(self.sql_create_documents))  # type: ignore[arg-type]
 
 
 ViewStore = SQLiteViewStore | PostgresViewStore
