@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     poll_interval: float = 0.25
     #: Extra official calendars (JSON files), e.g. a year the library does not know yet.
     calendar_dir: Path | None = None
-    #: Time source for deadline schedulers: "system" or a fixed ISO date for drills.
+    #: Log rendering: JSON lines, pretty console, or pretty only on a terminal.
     log_format: Literal["auto", "json", "console"] = "auto"
 
     @property
