@@ -43,7 +43,8 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS) 
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [settings.topic(t) for t in topics if settings.topic(t) not in existing]
+        wanted = [settings.topic(t) for t in topics]
+        missing = [t for t in wanted if t not in existing]
         if missing:
             try:
                 await admin.create_topics(
@@ -59,8 +60,8 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS) 
         await admin.close()
 
 
-async def topic_is_empty(settings: Settings, topic: str) -> bool:  # topic: as named on the broker
-    """True when the topic has never held a message (log end offsets all 0).
+async def topic_is_empty(settings: Settings, topic: str) -> bool:
+    """True when ``topic`` (as named on the broker) never held a message (end offsets all 0).
 
     Retention deletes old messages but never rewinds end offsets, so an empty
     topic under a relay that has published before means the broker lost its data.

@@ -104,9 +104,8 @@ class ViewStoreMixin:
     param = "?"
     lock_clause = ""
 
-    def _doc_sql(self, table: str = "view_documents") -> None:
+    def _doc_sql(self, t: str = "view_documents") -> None:
         p = self.param
-        t = table
         self.sql_create_documents = (
             f"CREATE TABLE IF NOT EXISTS {t} (view TEXT NOT NULL, key TEXT NOT NULL, "
             "doc TEXT NOT NULL, PRIMARY KEY (view, key))"
