@@ -12,6 +12,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Notification, Recording
 
+from shared.clock import Clock
 from shared.config import Settings
 from shared.domain import NotFound
 from shared.envelope import CloudEvent, event_id
@@ -42,11 +43,14 @@ class ServiceApplication(Application[UUID]):
     #: Event names also published to ``consultation.outcomes.v1`` for other departments.
     outcomes: frozenset[str] = frozenset()
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, clock: Clock | None = None):
         self.settings = settings
+        self.clock = clock or Clock()
         self.name = self.service
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        # An aggregate's topic is fixed when it is created; remembered per originator.
+        self._topics: dict[UUID, str | None] = {}
         super().__init__(env=store_env(settings, self.service))
 
     # -- followers -------------------------------------------------------------
@@ -85,6 +89,8 @@ class ServiceApplication(Application[UUID]):
         }
         cls = type(domain_event)
         name = cls.__name__
+        topic_id = self.topic_of(domain_event, data)
+        data = self.redact(name, data)
         originator = str(domain_event.originator_id)
         actor_field = getattr(cls, "ACTOR", None)
         return CloudEvent(
@@ -94,16 +100,37 @@ class ServiceApplication(Application[UUID]):
             subject=originator,
             time=domain_event.timestamp,
             data=data,
-            topicid=self.topic_of(domain_event, data),
+            topicid=topic_id,
             sequence=notification.id,
             actor=str(data[actor_field]) if actor_field and data.get(actor_field) else None,
             version=domain_event.originator_version,
         )
 
     def topic_of(self, domain_event: Any, data: dict[str, Any]) -> str | None:
-        """The consultation topic an event belongs to; services override for their own rule."""
+        """The consultation topic an event belongs to.
+
+        The event's own ``topic_id`` if it names one, else the one its aggregate
+        was created with (a session's later events belong to the session's topic).
+        """
         topic = data.get("topic_id")
-        return str(topic) if topic else None
+        if topic:
+            return str(topic)
+        originator = domain_event.originator_id
+        if originator not in self._topics:
+            first = next(iter(self.events.get(originator, lte=1)), None)
+            created = getattr(first, "topic_id", None) if first is not None else None
+            if len(self._topics) > 100_000:
+                self._topics.clear()
+            self._topics[originator] = str(created) if created else None
+        return self._topics[originator]
+
+    def redact(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        """The event's data as it may leave the store: services drop personal data here.
+
+        Every envelope (Kafka, own views, rebuilds) is made from redacted data, so
+        names and phone numbers stay in the store that holds them (domain rules).
+        """
+        return data
 
     def outcome(self, event: CloudEvent) -> CloudEvent:
         """The public form of an outcome event; override to drop internal fields."""

@@ -35,7 +35,9 @@ def up(args: argparse.Namespace) -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         broker = EmbeddedBroker(args.broker_port, log_file=settings.data_dir / "broker.log").start()
         settings = settings.model_copy(
-            update={"kafka_bootstrap_servers": broker.bootstrap_servers, "kafka_idempotence": False}
+            update={"kafka_bootstrap_servers": broker.bootstrap_servers, "kafka_idempotence": False,
+                    # one machine, one broker: rejoin fast after a restart
+                    "kafka_session_timeout_ms": 3_000}
         )
         log.info("embedded broker listening", bootstrap=broker.bootstrap_servers)
     log.info(

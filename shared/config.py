@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     kafka_idempotence: bool = Field(True, validation_alias="KAFKA_IDEMPOTENCE")
     kafka_partitions: int = Field(3, validation_alias="KAFKA_TOPIC_PARTITIONS")
     kafka_replication: int = Field(1, validation_alias="KAFKA_TOPIC_REPLICATION")
+    #: How long a silent consumer keeps its partitions. A restarted consumer waits
+    #: about this long to rejoin when the broker never saw the old one leave, so the
+    #: embedded setup uses a short one; Kafka clusters accept 6000 ms and up by default.
+    kafka_session_timeout_ms: int = Field(10_000, validation_alias="KAFKA_SESSION_TIMEOUT_MS")
 
     #: Consumer-group prefix; two systems on one cluster keep separate groups.
     group_prefix: str = "consult"
@@ -69,6 +73,8 @@ class Settings(BaseSettings):
     relay_enabled: bool = True
     #: Seconds between polls of a store's notification log when nothing woke us.
     poll_interval: float = 0.25
+    #: Seconds between the deadline scheduler's checks (it acts on dates, so a minute is plenty).
+    deadline_check_interval: float = 60.0
     #: Extra official calendars (JSON files), e.g. a year the library does not know yet.
     calendar_dir: Path | None = None
     #: Log rendering: JSON lines, pretty console, or pretty only on a terminal.

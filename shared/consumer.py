@@ -50,8 +50,8 @@ def attach(
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(250, settings.kafka_session_timeout_ms // 4),
         max_poll_interval_ms=60_000,
         title=f"{group_id}",
     )

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from eventsourcing.persistence import RecordConflictError
 from pydantic import BaseModel, ConfigDict
 
 from shared.domain import NotFound, Refused
@@ -62,3 +63,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc), "rule": "not_found"})
+
+    @app.exception_handler(RecordConflictError)
+    async def conflict(_: Request, exc: RecordConflictError) -> JSONResponse:
+        # Two commands changed the same record at once; the other one won. Nothing of
+        # this one was stored, so repeating it is safe.
+        return JSONResponse(status_code=409, content={
+            "detail": "The record was changed by another request at the same moment; "
+                      "nothing was stored. Reload it and try again.",
+            "rule": "concurrent_change",
+        })

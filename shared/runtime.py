@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from shared.clock import Clock
 from shared.config import Settings
 from shared.http import install_error_handlers
 from shared.service import Service, ServiceSpec
@@ -21,9 +22,14 @@ def spec(name: str) -> ServiceSpec:
     return importlib.import_module(f"services.{name}").SPEC
 
 
-def create_app(settings: Settings, names: Sequence[str] = SERVICE_NAMES) -> FastAPI:
-    """Opens the stores now; connects to the broker when the app starts."""
-    services = {name: Service(spec(name), settings) for name in names}
+def create_app(
+    settings: Settings, names: Sequence[str] = SERVICE_NAMES, clock: Clock | None = None
+) -> FastAPI:
+    """Opens the stores now; connects to the broker when the app starts.
+
+    ``clock`` decides what "today" is for deadlines (tests and drills move it).
+    """
+    services = {name: Service(spec(name), settings, clock) for name in names}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

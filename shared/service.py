@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from shared.application import ServiceApplication
+from shared.clock import Clock
 from shared.config import Settings
 from shared.consumer import attach
 from shared.follower import ProjectionFollower, Relay
@@ -43,12 +44,13 @@ class ServiceSpec:
 
 
 class Service:
-    def __init__(self, spec: ServiceSpec, settings: Settings):
+    def __init__(self, spec: ServiceSpec, settings: Settings, clock: Clock | None = None):
         self.spec = spec
         self.name = spec.name
         self.settings = settings
+        self.clock = clock or Clock()
         self.log = get_logger("service", service=spec.name)
-        self.app = spec.application(settings)
+        self.app = spec.application(settings, self.clock)
         self.views = open_view_store(settings, spec.name)
         self.projections: dict[str, ViewProjection] = {
             p.name: p(self.views) for p in (*spec.own_projections, *spec.kafka_projections)
@@ -110,9 +112,9 @@ class Service:
 
     # -- HTTP ------------------------------------------------------------------
     def router(self) -> APIRouter:
-        router = APIRouter(prefix=f"/{self.name}", tags=[self.name])
+        router = APIRouter(tags=[self.name])
 
-        @router.get("/health", summary=f"{self.name}: store and broker reachable")
+        @router.get(f"/{self.name}/health", summary=f"{self.name}: store and broker reachable")
         async def health() -> JSONResponse:
             checks = {"store": False, "broker": False}
             with contextlib.suppress(Exception):
@@ -127,5 +129,6 @@ class Service:
                 content={"service": self.name, "status": "ok" if ok else "degraded", **checks},
             )
 
-        router.include_router(self.spec.routes(self))
+        # The prefix goes on the service's own routes, so ``POST /sessions`` can be "" there.
+        router.include_router(self.spec.routes(self), prefix=f"/{self.name}")
         return router

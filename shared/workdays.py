@@ -112,16 +112,22 @@ class WorkingCalendar:
         return Count(count, bool(missing), tuple(sorted(missing)))
 
     def add_working_days(self, start: date, days: int) -> Deadline:
-        """The ``days``-th working day after ``start``."""
+        """The ``days``-th working day after ``start`` (before it, for negative ``days``)."""
         missing: set[int] = set()
-        day, left = start, days
+        step = timedelta(days=1 if days >= 0 else -1)
+        day, left = start, abs(days)
         while left > 0:
-            day += timedelta(days=1)
+            day += step
             working, official = self.is_working_day(day)
             if not official:
                 missing.add(day.year)
             left -= working
         return Deadline(day, bool(missing), tuple(sorted(missing)))
+
+    def latest_notice_day(self, session: date, days: int) -> Deadline:
+        """The last day a notice can be served and still leave ``days`` working days before ``session``."""
+        earliest = self.add_working_days(session, -days)
+        return Deadline(earliest.due - timedelta(days=1), earliest.provisional, earliest.years_without_data)
 
     def next_working_day(self, after: date) -> Deadline:
         return self.add_working_days(after, 1)

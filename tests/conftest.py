@@ -104,6 +104,8 @@ def make_settings(store: str, tmp_path: Path, kafka: KafkaEndpoint, postgres: Po
         "schema_prefix": f"t{tag}_",
         "kafka_bootstrap_servers": kafka.bootstrap,
         "kafka_idempotence": kafka.idempotence,
+        # restarts inside tests rejoin their groups quickly (Kafka's minimum is 6000)
+        "kafka_session_timeout_ms": 3_000 if kafka.embedded else 6_000,
         "group_prefix": f"test-{tag}",
         "topic_prefix": f"t{tag}.",
         "poll_interval": 0.1,

@@ -12,6 +12,7 @@ import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 
+from shared.clock import Clock
 from shared.config import Settings
 from shared.embedded import free_port
 from shared.runtime import SERVICE_NAMES, create_app
@@ -34,10 +35,11 @@ def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "
 class RunningSystem:
     """The services of ``names`` behind one port, in a background thread."""
 
-    def __init__(self, settings: Settings, names: Sequence[str] = SERVICE_NAMES):
+    def __init__(self, settings: Settings, names: Sequence[str] = SERVICE_NAMES,
+                 clock: Clock | None = None):
         self.settings = settings
         self.port = free_port()
-        self.app = create_app(settings, names)
+        self.app = create_app(settings, names, clock)
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         )

@@ -10,12 +10,13 @@ from fastapi import APIRouter
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from shared.forms import Form
 from shared.http import ERROR_RESPONSES, Command, Created
 from shared.service import Service
 
 from services.catalog import projections as q
 from services.catalog.application import CatalogApplication
-from services.catalog.domain import ContentType, Form, Plan, PlanKind, Source, Topic
+from services.catalog.domain import ContentType, Plan, PlanKind, Source, Topic
 
 Text = Field(min_length=1, max_length=10_000)
 Name = Field(min_length=1, max_length=200)
