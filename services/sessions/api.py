@@ -1,10 +1,249 @@
-"""Sessions HTTP routes under ``/sessions``."""
+"""Sessions HTTP routes under ``/sessions`` (contract: Sessions, plus the extensions marked)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter
+from pydantic import BaseModel, Field
 
-from shared.http import ERROR_RESPONSES
+from shared.forms import Form
+from shared.http import ERROR_RESPONSES, Command, Created
 from shared.service import Service
+
+from services.sessions import projections as q
+from services.sessions.application import SessionsApplication
+from services.sessions.domain import Exemption, ExemptionCategory, Role, Session
+
+Text = Field(min_length=1, max_length=20_000)
+Name = Field(min_length=1, max_length=200)
+By = Field(None, min_length=1, max_length=200)
+
+
+class ScheduleIn(Command):
+    topic_id: UUID
+    form: Form
+    title: str = Name
+    scheduled_for: date
+    lead_department: str = Name
+    host: str = Name
+    form_change_reason: str | None = Field(
+        None, max_length=2_000, description="required when the form differs from the plan's")
+
+
+class Participant(Command):
+    name: str = Name
+    role: Role
+    organization: str = Name
+    vetted: bool = Field(False, description="vetted (审核) — required for grassroots rooms")
+    vetted_by: str | None = By
+
+
+class InvitationsIn(Command):
+    participants: list[Participant] = Field(min_length=1)
+    invited_by: str | None = By
+
+
+class ResearchIn(Command):
+    summary: str = Text
+    filed_by: str = Name
+
+
+class NoticeIn(Command):
+    served_on: date
+    materials: list[str] = Field(min_length=1, description="titles of the materials sent")
+    served_by: str | None = By
+
+
+class HeldIn(Command):
+    held_on: date
+    attendees: list[str] = Field(min_length=1)
+    minutes: str = Text
+    minutes_internal: bool = Field(False, description="internal minutes never reach the public")
+    notice_waiver_reason: str | None = Field(None, max_length=2_000)
+    recorded_by: str | None = By
+
+
+class OpinionIn(Command):
+    summary: str = Text
+    formed_by: str = Name
+
+
+class ReportIn(Command):
+    summary: str = Text
+    compiled_by: str = Name
+    opinion_ids: list[UUID]
+
+
+class SubmissionIn(Command):
+    submitted_to: list[str] = Field(min_length=1, description="e.g. 县委, 县政府")
+    submitted_by: str | None = By
+
+
+class InstructionIn(Command):
+    leader: str = Name
+    text: str = Text
+    departments: list[str] = Field(min_length=1)
+
+
+class ImplementationIn(Command):
+    department: str = Name
+    note: str = Text
+    reported_by: str | None = By
+
+
+class ExemptionIn(Command):
+    decision: str = Text
+    category: ExemptionCategory
+    reason: str = Text
+    decided_by: str = Name
+    department: str = Name
+    decided_on: date
+    topic_id: UUID | None = None
+
+
+class NoticeOut(BaseModel):
+    served_on: date
+    working_days_before: int
+    notice_sufficient: bool
+    provisional: bool
+    years_without_data: list[int]
+    materials: list[str]
+
+
+def session_out(s: Session) -> dict[str, Any]:
+    return {
+        "id": str(s.id), "topic_id": s.topic_id, "title": s.title, "form": s.form,
+        "status": s.status, "scheduled_for": s.scheduled_for, "lead_department": s.lead_department,
+        "host": s.host, "plan_ids": s.plan_ids, "planned_forms": s.planned_forms,
+        "form_change_reason": s.form_change_reason, "grassroots_room": s.grassroots_room,
+        "research_required": s.research_required, "participants": s.participants,
+        "research": s.research, "notice": s.notice, "held": s.held,
+        "due": {"notice_by": s.notice_by, **s.deadlines},
+        "opinion": s.opinion, "report": s.report, "instructions": s.instructions,
+        "version": s.version,
+    }
 
 
 def routes(service: Service) -> APIRouter:
-    return APIRouter(responses=ERROR_RESPONSES)
+    app: SessionsApplication = service.app  # type: ignore[assignment]
+    views = service.views
+    r = APIRouter(responses=ERROR_RESPONSES)
+
+    def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return asyncio.to_thread(fn, *args, **kwargs)
+
+    async def current(session_id: str) -> dict[str, Any]:
+        return session_out(await run(app.get, Session, session_id))
+
+    @r.post("", status_code=201, response_model=Created,
+            summary="Schedule a session for a topic in an approved plan")
+    async def schedule(body: ScheduleIn) -> Created:
+        topic_id = str(body.topic_id)
+        planned = await run(q.planned, views, topic_id)
+        fields = body.model_dump(exclude={"topic_id"})
+        return Created(id=await run(app.schedule_session, planned, topic_id=topic_id, **fields))
+
+    @r.get("/{session_id}", summary="One session, with its status and the due dates it is held to")
+    async def get_session(session_id: str) -> dict[str, Any]:
+        return await current(session_id)
+
+    @r.post("/{session_id}/invitations", summary="Invite participants by role (协商对象)")
+    async def invite(session_id: str, body: InvitationsIn) -> dict[str, Any]:
+        people = [p.model_dump() for p in body.participants]
+        await run(app.invite, session_id, people, body.invited_by)
+        return await current(session_id)
+
+    @r.post("/{session_id}/research", summary="File the research report (调研报告)")
+    async def research(session_id: str, body: ResearchIn) -> dict[str, Any]:
+        await run(app.file_research, session_id, body.summary, body.filed_by)
+        return await current(session_id)
+
+    @r.post("/{session_id}/notice", response_model=NoticeOut,
+            summary="Serve notice and materials; counts official working days before the session")
+    async def notice(session_id: str, body: NoticeIn) -> dict[str, Any]:
+        return await run(app.serve_notice, session_id, body.served_on, body.materials, body.served_by)
+
+    @r.post("/{session_id}/held", summary="Record the session as held (date, attendees, minutes)")
+    async def held(session_id: str, body: HeldIn) -> dict[str, Any]:
+        await run(app.hold, session_id, **body.model_dump())
+        return await current(session_id)
+
+    @r.post("/{session_id}/consultation-opinion",
+            summary="Extension: the lead department's consultation opinion (协商意见), due 5 working days after")
+    async def opinion(session_id: str, body: OpinionIn) -> dict[str, Any]:
+        await run(app.form_opinion, session_id, body.summary, body.formed_by)
+        return await current(session_id)
+
+    @r.post("/{session_id}/report", summary="Compile the consultation report (协商报告)")
+    async def report(session_id: str, body: ReportIn) -> dict[str, Any]:
+        await run(app.compile_report, session_id, body.summary, body.compiled_by,
+                  [str(i) for i in body.opinion_ids])
+        return await current(session_id)
+
+    @r.post("/{session_id}/report/submission",
+            summary="Submit the report to the Party committee and government (报送)")
+    async def submission(session_id: str, body: SubmissionIn) -> dict[str, Any]:
+        await run(app.submit_report, session_id, body.submitted_to, body.submitted_by)
+        return await current(session_id)
+
+    @r.post("/{session_id}/instructions", status_code=201, response_model=Created,
+            summary="Record a leader's instruction (批示) and the departments tasked")
+    async def instruct(session_id: str, body: InstructionIn) -> Created:
+        return Created(id=await run(app.issue_instruction, session_id, body.leader, body.text,
+                                    body.departments))
+
+    @r.post("/{session_id}/instructions/{instruction_id}/implementation",
+            summary="Extension: a tasked department reports implementation, copied to the CPPCC office")
+    async def implementation(session_id: str, instruction_id: str, body: ImplementationIn) -> dict[str, Any]:
+        await run(app.report_implementation, session_id, instruction_id, body.department, body.note,
+                  body.reported_by)
+        return await current(session_id)
+
+    # -- emergency exemption (002 第十四条) ----------------------------------------
+    @r.post("/exemptions", status_code=201, response_model=Created,
+            summary="Extension: record a decision exempt from consultation, with category and reason")
+    async def exemption(body: ExemptionIn) -> Created:
+        fields = body.model_dump()
+        fields["topic_id"] = str(body.topic_id) if body.topic_id else None
+        return Created(id=await run(app.record_exemption, **fields))
+
+    @r.get("/exemptions/{exemption_id}", summary="Extension: one recorded exemption")
+    async def get_exemption(exemption_id: str) -> dict[str, Any]:
+        e = await run(app.get, Exemption, exemption_id)
+        return {"id": str(e.id), "decision": e.decision, "category": e.category, "reason": e.reason,
+                "decided_by": e.decided_by, "department": e.department, "decided_on": e.decided_on,
+                "topic_id": e.topic_id}
+
+    # -- views -------------------------------------------------------------------
+    @r.get("/views/planned-topics/{topic_id}",
+           summary="The approved plan items holding a topic, as this service learned them from Kafka")
+    async def planned_topic(topic_id: str) -> list[dict[str, Any]]:
+        return await run(q.planned, views, topic_id)
+
+    @r.get("/views/departments/{department}/agenda", summary="A lead department's agenda")
+    async def agenda(department: str) -> dict[str, Any]:
+        return await run(q.department_agenda, views, department)
+
+    @r.get("/views/supervision",
+           summary="Government office supervision list (督办): overdue steps, waivers, exemptions")
+    async def supervision() -> dict[str, Any]:
+        return await run(q.supervision, views)
+
+    @r.get("/views/awaiting-instruction", summary="Party committee office: reports awaiting instruction")
+    async def awaiting() -> list[dict[str, Any]]:
+        return await run(q.awaiting_instruction, views)
+
+    @r.get("/views/cppcc-office/implementation",
+           summary="CPPCC office: instructions and the implementation copied back to it")
+    async def copies() -> list[dict[str, Any]]:
+        return await run(q.implementation_copies, views)
+
+    @r.get("/public/sessions", summary="The public's held sessions (no internal minutes)")
+    async def public() -> list[dict[str, Any]]:
+        return await run(q.public_sessions, views)
+
+    return r

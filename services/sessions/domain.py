@@ -1,4 +1,514 @@
-"""Sessions: consultation sessions (协商活动), reports (协商报告) and leaders' instructions (批示).
+"""Consultation sessions (协商活动), from scheduling to leaders' instructions.
 
-The aggregates arrive with this service's own issue.
+Pure domain: aggregates, their events and the rules they enforce. No I/O — the
+working-day calendar and today's date are handed in by the application.
+
+Sources: domain steps 4–8; 000 四–五; 001 §10–§19; 002 第六条–第七条, 第十三条–第十四条;
+003 二(四)–(五).
 """
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Any
+from uuid import NAMESPACE_URL, uuid4, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from shared.domain import Refused, require_reason, stable_names
+from shared.forms import Form
+from shared.workdays import WorkingCalendar
+
+#: Notice and materials reach participants at least this many working days before (002 第七条(二)).
+NOTICE_WORKING_DAYS = 15
+#: The lead department forms the consultation opinion within this many working days of the
+#: session; the office's report is due the same number of working days later (002 第七条(四)).
+OPINION_WORKING_DAYS = 5
+REPORT_WORKING_DAYS = 5
+
+#: "不调研不协商" (003 二(五)): these forms are not held without a filed research report.
+RESEARCH_REQUIRED = frozenset(
+    {Form.thematic_consultation, Form.standing_committee_deliberation,
+     Form.quarterly_symposium, Form.grassroots_meeting}
+)
+
+
+class Role(StrEnum):
+    """Who takes part (协商对象)."""
+
+    npc_deputy = "npc_deputy"  # 人大代表
+    cppcc_member = "cppcc_member"  # 政协委员
+    democratic_party = "democratic_party"  # 民主党派
+    non_party = "non_party"  # 无党派人士
+    federation_of_industry = "federation_of_industry"  # 工商联
+    people_organization = "people_organization"  # 人民团体
+    social_organization = "social_organization"  # 社会组织
+    expert = "expert"  # 专家学者
+    stakeholder = "stakeholder"  # 利益相关方
+    public_representative = "public_representative"  # 群众代表
+    department = "department"  # 政府部门
+
+
+class Step(StrEnum):
+    """The steps after a session that run on a working-day deadline."""
+
+    opinion = "opinion"  # 协商意见 (lead department)
+    report = "report"  # 协商报告 (office, to the Party committee and government)
+
+
+class ExemptionCategory(StrEnum):
+    """Grounds for deciding without consultation (政府协商简化机制, 002 第十四条)."""
+
+    national_security = "national_security"  # 国家安全
+    public_safety = "public_safety"  # 公众安全
+    economic_social_security = "economic_social_security"  # 经济社会安全
+    superior_requirement = "superior_requirement"  # 上级要求需立即做出决策决定
+
+
+_STEP_WORDS = {Step.opinion: "consultation opinion (协商意见)", Step.report: "consultation report (协商报告)"}
+
+
+def participant_ref(name: str) -> str:
+    """A stable pseudonymous reference for a participant's name.
+
+    The same name gets the same ref in invitations and attendance, in every session,
+    so attendance can be matched and counted without the name leaving the sessions store.
+    """
+    return str(uuid5(NAMESPACE_URL, f"consultation:participant:{name.strip()}"))
+
+
+@stable_names(
+    "sessions",
+    actors={
+        "SessionScheduled": "host",
+        "ParticipantsInvited": "invited_by",
+        "ResearchFiled": "filed_by",
+        "NoticeServed": "served_by",
+        "SessionHeld": "recorded_by",
+        "ConsultationOpinionFormed": "formed_by",
+        "ReportCompiled": "compiled_by",
+        "ReportSubmitted": "submitted_by",
+        "InstructionIssued": "leader",
+        "ImplementationReported": "reported_by",
+        "DeadlineMissed": "detected_by",
+    },
+)
+class Session(Aggregate):
+    """One consultation activity (协商活动) and the follow-up it owes.
+
+    scheduled → held → opinion formed → report compiled → report submitted →
+    instructed. Invitations, research and notice come before it is held.
+    """
+
+    @classmethod
+    def schedule(
+        cls,
+        planned: list[dict[str, Any]],
+        topic_id: str,
+        form: str,
+        title: str,
+        scheduled_for: date,
+        lead_department: str,
+        host: str,
+        calendar: WorkingCalendar,
+        form_change_reason: str | None = None,
+    ) -> Session:
+        """Schedule a session for a topic the approved plans hold (``planned``: their items)."""
+        if not planned:
+            raise Refused(
+                f"Topic {topic_id} is not in an approved plan (directly or by amendment), so no "
+                "session can be scheduled for it. The plan must be approved by the Party committee "
+                "first, or amended with a reason.",
+                rule="topic_not_planned",
+            )
+        form = Form(form)
+        planned_forms = sorted({p["form"] for p in planned})
+        reason = (form_change_reason or "").strip() or None
+        if form not in planned_forms:
+            if reason is None:
+                raise Refused(
+                    f"The plan sets the form of this topic as {', '.join(planned_forms)}, not "
+                    f"'{form}'. Hold it in the planned form, or give form_change_reason to change it.",
+                    rule="form_not_planned",
+                )
+        else:
+            reason = None  # the planned form needs no justification
+        notice_by = calendar.latest_notice_day(scheduled_for, NOTICE_WORKING_DAYS)
+        return cls(
+            topic_id=topic_id,
+            form=form.value,
+            title=title,
+            scheduled_for=scheduled_for.isoformat(),
+            lead_department=lead_department,
+            host=host,
+            plan_ids=sorted({p["plan_id"] for p in planned}),
+            plan_kinds=sorted({p["plan_kind"] for p in planned}),
+            planned_forms=planned_forms,
+            form_change_reason=reason,
+            grassroots_room=form is Form.grassroots_meeting
+            or any(p["plan_kind"] == "grassroots" for p in planned),
+            research_required=form in RESEARCH_REQUIRED,
+            notice_by=notice_by.due.isoformat(),
+            notice_by_provisional=notice_by.provisional,
+        )
+
+    @event("SessionScheduled")
+    def __init__(
+        self,
+        topic_id: str,
+        form: str,
+        title: str,
+        scheduled_for: str,
+        lead_department: str,
+        host: str,
+        plan_ids: list[str],
+        plan_kinds: list[str],
+        planned_forms: list[str],
+        form_change_reason: str | None,
+        grassroots_room: bool,
+        research_required: bool,
+        notice_by: str,
+        notice_by_provisional: bool,
+    ):
+        self.topic_id = topic_id
+        self.form = form
+        self.title = title
+        self.scheduled_for = scheduled_for
+        self.lead_department = lead_department
+        self.host = host
+        self.plan_ids = plan_ids
+        self.plan_kinds = plan_kinds
+        self.planned_forms = planned_forms
+        self.form_change_reason = form_change_reason
+        self.grassroots_room = grassroots_room
+        self.research_required = research_required
+        self.notice_by = {"date": notice_by, "provisional": notice_by_provisional}
+        self.status = "scheduled"
+        self.participants: list[dict[str, Any]] = []
+        self.research: dict[str, Any] | None = None
+        self.notice: dict[str, Any] | None = None
+        self.held: dict[str, Any] | None = None
+        self.deadlines: dict[str, dict[str, Any]] = {}
+        self.opinion: dict[str, Any] | None = None
+        self.report: dict[str, Any] | None = None
+        self.instructions: list[dict[str, Any]] = []
+
+    # -- before the session ------------------------------------------------------
+    def _before_held(self, what: str) -> None:
+        if self.status != "scheduled":
+            raise Refused(
+                f"This session was already held; {what} belongs before the session.",
+                rule="session_already_held",
+            )
+
+    def invite(self, participants: list[dict[str, Any]], invited_by: str | None) -> None:
+        self._before_held("inviting participants")
+        if self.grassroots_room:
+            unvetted = [p["name"] for p in participants if not p.get("vetted")]
+            if unvetted:
+                raise Refused(
+                    "Participants at a grassroots consultation room are vetted before they are "
+                    f"invited (003 二(二)); not vetted: {', '.join(unvetted)}.",
+                    rule="participant_not_vetted",
+                )
+        self._invite(
+            participants=[
+                {"name": p["name"], "role": Role(p["role"]).value, "organization": p["organization"],
+                 "vetted": bool(p.get("vetted")), "vetted_by": p.get("vetted_by")}
+                for p in participants
+            ],
+            invited_by=invited_by,
+        )
+
+    @event("ParticipantsInvited")
+    def _invite(self, participants: list[dict[str, Any]], invited_by: str | None) -> None:
+        self.participants.extend(participants)
+
+    def file_research(self, summary: str, filed_by: str, today: date) -> None:
+        self._before_held("research (调研)")
+        self._file_research(summary=summary, filed_by=filed_by, filed_on=today.isoformat())
+
+    @event("ResearchFiled")
+    def _file_research(self, summary: str, filed_by: str, filed_on: str) -> None:
+        self.research = {"summary": summary, "filed_by": filed_by, "filed_on": filed_on}
+
+    def serve_notice(
+        self, served_on: date, materials: list[str], served_by: str | None, calendar: WorkingCalendar
+    ) -> None:
+        self._before_held("serving the notice")
+        if self.notice is not None:
+            raise Refused(
+                f"The notice was already served on {self.notice['served_on']}; it is served once.",
+                rule="notice_already_served",
+            )
+        scheduled = date.fromisoformat(self.scheduled_for)
+        if served_on >= scheduled:
+            raise Refused(
+                f"A notice served on {served_on} cannot precede a session scheduled for {scheduled}.",
+                rule="notice_after_session",
+            )
+        count = calendar.working_days_between(served_on, scheduled)
+        self._serve_notice(
+            served_on=served_on.isoformat(),
+            materials=materials,
+            served_by=served_by,
+            working_days_before=count.value,
+            notice_sufficient=count.value >= NOTICE_WORKING_DAYS,
+            provisional=count.provisional,
+            years_without_data=list(count.years_without_data),
+        )
+
+    @event("NoticeServed")
+    def _serve_notice(
+        self,
+        served_on: str,
+        materials: list[str],
+        served_by: str | None,
+        working_days_before: int,
+        notice_sufficient: bool,
+        provisional: bool,
+        years_without_data: list[int],
+    ) -> None:
+        self.notice = {
+            "served_on": served_on, "materials": materials, "served_by": served_by,
+            "working_days_before": working_days_before, "notice_sufficient": notice_sufficient,
+            "provisional": provisional, "years_without_data": years_without_data,
+        }
+
+    # -- the session -------------------------------------------------------------
+    def hold(
+        self,
+        held_on: date,
+        attendees: list[str],
+        minutes: str,
+        minutes_internal: bool,
+        notice_waiver_reason: str | None,
+        recorded_by: str | None,
+        today: date,
+        calendar: WorkingCalendar,
+    ) -> None:
+        self._before_held("recording it as held")
+        if held_on > today:
+            raise Refused(
+                f"A session cannot be recorded as held on {held_on}, which is after today ({today}).",
+                rule="held_in_future",
+            )
+        if self.research_required and self.research is None:
+            raise Refused(
+                f"A {self.form} session is not held without research first (不调研不协商, "
+                "003 二(五)): file the research report (调研报告) before the session.",
+                rule="research_required",
+            )
+        waiver = (notice_waiver_reason or "").strip() or None
+        if self.notice is None:
+            count, provisional = 0, False
+            why = "no notice with materials was served"
+        else:
+            served = date.fromisoformat(self.notice["served_on"])
+            counted = calendar.working_days_between(served, held_on)
+            count, provisional = counted.value, counted.provisional
+            why = f"the notice of {served} came only {count} working days before {held_on}"
+        sufficient = count >= NOTICE_WORKING_DAYS
+        if sufficient:
+            waiver = None
+        elif waiver is None:
+            raise Refused(
+                f"Notice and materials must reach participants at least {NOTICE_WORKING_DAYS} "
+                f"working days before the session (002 第七条(二)), but {why}. Give "
+                "notice_waiver_reason to hold it anyway; the waiver is recorded for the "
+                "supervising office.",
+                rule="notice_insufficient",
+            )
+        opinion = calendar.add_working_days(held_on, OPINION_WORKING_DAYS)
+        report = calendar.add_working_days(opinion.due, REPORT_WORKING_DAYS)
+        self._hold(
+            held_on=held_on.isoformat(),
+            attendees=attendees,
+            minutes=minutes,
+            minutes_internal=minutes_internal,
+            recorded_by=recorded_by or self.host,
+            working_days_before=count,
+            notice_sufficient=sufficient,
+            notice_waiver_reason=waiver,
+            deadlines={
+                Step.opinion.value: {"due": opinion.due.isoformat(), "provisional": opinion.provisional,
+                                     "years_without_data": list(opinion.years_without_data)},
+                Step.report.value: {"due": report.due.isoformat(),
+                                    "provisional": opinion.provisional or report.provisional,
+                                    "years_without_data": sorted(set(opinion.years_without_data)
+                                                                 | set(report.years_without_data))},
+            },
+            count_provisional=provisional,
+        )
+
+    @event("SessionHeld")
+    def _hold(
+        self,
+        held_on: str,
+        attendees: list[str],
+        minutes: str,
+        minutes_internal: bool,
+        recorded_by: str,
+        working_days_before: int,
+        notice_sufficient: bool,
+        notice_waiver_reason: str | None,
+        deadlines: dict[str, dict[str, Any]],
+        count_provisional: bool,
+    ) -> None:
+        self.status = "held"
+        self.held = {
+            "held_on": held_on, "attendees": attendees, "minutes": minutes,
+            "minutes_internal": minutes_internal, "recorded_by": recorded_by,
+            "working_days_before": working_days_before, "notice_sufficient": notice_sufficient,
+            "notice_waiver_reason": notice_waiver_reason, "count_provisional": count_provisional,
+        }
+        self.deadlines = {
+            step: {**d, "met_on": None, "missed_on": None} for step, d in deadlines.items()
+        }
+
+    # -- after the session -------------------------------------------------------
+    def _require(self, status: str, what: str, needed: str) -> None:
+        order = ["scheduled", "held", "opinion_formed", "report_compiled", "report_submitted", "instructed"]
+        if order.index(self.status) < order.index(status):
+            raise Refused(f"{what} comes after {needed}; this session is {self.status}.",
+                          rule=f"not_{status}")
+
+    def form_opinion(self, summary: str, formed_by: str, today: date) -> None:
+        self._require("held", "The consultation opinion (协商意见)", "the session is held")
+        if self.opinion is not None:
+            raise Refused("The consultation opinion was already formed.", rule="opinion_already_formed")
+        self._form_opinion(summary=summary, formed_by=formed_by, formed_on=today.isoformat())
+
+    @event("ConsultationOpinionFormed")
+    def _form_opinion(self, summary: str, formed_by: str, formed_on: str) -> None:
+        self.status = "opinion_formed"
+        self.opinion = {"summary": summary, "formed_by": formed_by, "formed_on": formed_on}
+        self.deadlines[Step.opinion]["met_on"] = formed_on
+
+    def compile_report(self, summary: str, compiled_by: str, opinion_ids: list[str], today: date) -> None:
+        self._require(
+            "opinion_formed", "The consultation report (协商报告)",
+            "the lead department's consultation opinion (依据协商意见形成报告, 002 第七条(四))",
+        )
+        if self.report is not None:
+            raise Refused("The consultation report was already compiled.", rule="report_already_compiled")
+        self._compile(summary=summary, compiled_by=compiled_by, opinion_ids=opinion_ids,
+                      compiled_on=today.isoformat())
+
+    @event("ReportCompiled")
+    def _compile(self, summary: str, compiled_by: str, opinion_ids: list[str], compiled_on: str) -> None:
+        self.status = "report_compiled"
+        self.report = {"summary": summary, "compiled_by": compiled_by, "opinion_ids": opinion_ids,
+                       "compiled_on": compiled_on, "submitted_to": [], "submitted_on": None}
+
+    def submit_report(self, submitted_to: list[str], submitted_by: str | None, today: date) -> None:
+        self._require("report_compiled", "Submitting the report", "compiling it")
+        assert self.report is not None
+        if self.report["submitted_on"] is not None:
+            raise Refused(f"The report was already submitted on {self.report['submitted_on']}.",
+                          rule="report_already_submitted")
+        self._submit(submitted_to=submitted_to, submitted_by=submitted_by, submitted_on=today.isoformat())
+
+    @event("ReportSubmitted")
+    def _submit(self, submitted_to: list[str], submitted_by: str | None, submitted_on: str) -> None:
+        self.status = "report_submitted"
+        assert self.report is not None
+        self.report.update(submitted_to=submitted_to, submitted_on=submitted_on, submitted_by=submitted_by)
+        self.deadlines[Step.report]["met_on"] = submitted_on
+
+    def issue_instruction(self, leader: str, text: str, departments: list[str], today: date) -> str:
+        self._require("report_submitted", "A leader's instruction (批示)", "the report is submitted")
+        instruction_id = str(uuid4())
+        self._instruct(instruction_id=instruction_id, leader=leader, text=text,
+                       departments=departments, issued_on=today.isoformat())
+        return instruction_id
+
+    @event("InstructionIssued")
+    def _instruct(self, instruction_id: str, leader: str, text: str, departments: list[str],
+                  issued_on: str) -> None:
+        self.status = "instructed"
+        self.instructions.append({
+            "id": instruction_id, "leader": leader, "text": text, "departments": departments,
+            "issued_on": issued_on, "implementation": [],
+        })
+
+    def report_implementation(
+        self, instruction_id: str, department: str, note: str, reported_by: str | None, today: date
+    ) -> None:
+        instruction = next((i for i in self.instructions if i["id"] == instruction_id), None)
+        if instruction is None:
+            raise Refused(f"This session has no instruction {instruction_id}.", rule="unknown_instruction")
+        if department not in instruction["departments"]:
+            raise Refused(
+                f"{department} was not tasked by this instruction; it tasked "
+                f"{', '.join(instruction['departments'])}.",
+                rule="department_not_tasked",
+            )
+        self._implement(instruction_id=instruction_id, department=department, note=note,
+                        reported_by=reported_by, reported_on=today.isoformat(), copied_to="cppcc_office")
+
+    @event("ImplementationReported")
+    def _implement(self, instruction_id: str, department: str, note: str, reported_by: str | None,
+                   reported_on: str, copied_to: str) -> None:
+        """Implementation copied back to the CPPCC office (落实情况抄送政协办公室, 001 §19)."""
+        for instruction in self.instructions:
+            if instruction["id"] == instruction_id:
+                instruction["implementation"].append(
+                    {"department": department, "note": note, "reported_on": reported_on,
+                     "copied_to": copied_to}
+                )
+
+    # -- deadlines ---------------------------------------------------------------
+    def overdue_steps(self, today: date, calendar: WorkingCalendar) -> list[Step]:
+        """Steps not done by their due date, once the first working day after it has come."""
+        return [
+            Step(step)
+            for step, d in self.deadlines.items()
+            if d["met_on"] is None and d["missed_on"] is None
+            and calendar.next_working_day(date.fromisoformat(d["due"])).due <= today
+        ]
+
+    def record_missed(self, today: date, calendar: WorkingCalendar, detected_by: str) -> list[Step]:
+        """Emit DeadlineMissed once for each step that has gone overdue; returns those steps."""
+        steps = self.overdue_steps(today, calendar)
+        for step in steps:
+            d = self.deadlines[step]
+            self._missed(step=step.value, due=d["due"], provisional=d["provisional"],
+                         detected_on=today.isoformat(), detected_by=detected_by,
+                         what=_STEP_WORDS[step], lead_department=self.lead_department)
+        return steps
+
+    @event("DeadlineMissed")
+    def _missed(self, step: str, due: str, provisional: bool, detected_on: str, detected_by: str,
+                what: str, lead_department: str) -> None:
+        self.deadlines[step]["missed_on"] = detected_on
+
+
+@stable_names("sessions", actors={"EmergencyExemptionRecorded": "decided_by"})
+class Exemption(Aggregate):
+    """A decision taken without consultation under the simplification rule (002 第十四条).
+
+    Never silent: category and reason are recorded and shown to the supervising office.
+    """
+
+    @classmethod
+    def record(cls, decision: str, category: str, reason: str | None, decided_by: str,
+               department: str, decided_on: date, topic_id: str | None) -> Exemption:
+        return cls(
+            decision=decision, category=ExemptionCategory(category).value,
+            reason=require_reason(reason, "Deciding without consultation (002 第十四条)"),
+            decided_by=decided_by, department=department, decided_on=decided_on.isoformat(),
+            topic_id=topic_id,
+        )
+
+    @event("EmergencyExemptionRecorded")
+    def __init__(self, decision: str, category: str, reason: str, decided_by: str, department: str,
+                 decided_on: str, topic_id: str | None):
+        self.decision = decision
+        self.category = category
+        self.reason = reason
+        self.decided_by = decided_by
+        self.department = department
+        self.decided_on = decided_on
+        self.topic_id = topic_id

@@ -1,6 +1,10 @@
-"""Sessions on Kafka: publishes its events to ``consultation.sessions.v1`` through the relay."""
+"""Sessions on Kafka: publishes every event to ``consultation.sessions.v1`` (via the relay),
+``SessionHeld`` and ``ReportSubmitted`` to ``consultation.outcomes.v1``, and learns
+approved plans from ``consultation.catalog.v1`` (``PlanBook``)."""
 
 from shared.config import SERVICE_TOPICS
 
+from services.sessions.projections import PlanBook
+
 TOPIC = SERVICE_TOPICS["sessions"]
-KAFKA_PROJECTIONS: tuple = ()
+KAFKA_PROJECTIONS = (PlanBook,)

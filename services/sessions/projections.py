@@ -1,1 +1,255 @@
-"""Sessions read models."""
+"""Sessions read models.
+
+``PlanBook`` learns, from the catalog's Kafka topic, which topics approved plans
+hold and in which form — the sessions service never calls the catalog.
+``SessionViews`` keeps, from the service's own log, the documents every body reads:
+each lead department's agenda, the government office's supervision list (督办),
+the Party committee office's reports awaiting instruction, the CPPCC office's
+implementation copies and the public's held sessions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.config import SERVICE_TOPICS
+from shared.envelope import CloudEvent
+from shared.projection import UnprocessableEvent, ViewProjection, need
+from shared.stores import ViewStore, ViewTransaction
+
+_ITEM = ("topic_id", "form", "lead_department", "scheduled_month")
+
+
+class PlanBook(ViewProjection):
+    """Topics in approved plans (directly or by amendment), from ``consultation.catalog.v1``."""
+
+    name = "plan_book"
+    kafka_topics = (SERVICE_TOPICS["catalog"],)
+
+    def _plan(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
+        plan = txn.get("catalog_plan", e.subject)
+        if plan is None:
+            raise UnprocessableEvent(f"{e.name} for plan {e.subject}, which was never drafted")
+        return plan
+
+    @staticmethod
+    def _planned(txn: ViewTransaction, plan: dict[str, Any], item: dict[str, Any], **extra: Any) -> None:
+        txn.put("planned", f"{item['topic_id']}/{plan['id']}", {
+            **{k: item.get(k) for k in _ITEM}, "plan_id": plan["id"], "plan_kind": plan["kind"],
+            "year": plan["year"], **extra,
+        })
+
+    def on_PlanDrafted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        need(d, "kind", "year")
+        txn.put("catalog_plan", e.subject, {"id": e.subject, "kind": d["kind"], "year": d["year"],
+                                            "status": "draft", "items": []})
+
+    def on_PlanItemAdded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        need(d, "topic_id", "form")
+        plan = self._plan(e, txn)
+        plan["items"].append({k: d.get(k) for k in _ITEM})
+        txn.put("catalog_plan", e.subject, plan)
+
+    def on_PlanApproved(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        plan = self._plan(e, txn)
+        plan["status"] = "approved"
+        txn.put("catalog_plan", e.subject, plan)
+        for item in plan["items"]:
+            self._planned(txn, plan, item, by_amendment=False)
+
+    def on_PlanAmended(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        need(d, "topic_id", "form")
+        plan = self._plan(e, txn)
+        self._planned(txn, plan, d, by_amendment=True, amendment_reason=d.get("reason"))
+
+
+class SessionViews(ViewProjection):
+    """Sessions, deadlines, instructions and exemptions, from the service's own log."""
+
+    name = "session_views"
+
+    def _session(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
+        session = txn.get("session", e.subject)
+        if session is None:
+            raise UnprocessableEvent(f"{e.name} for session {e.subject}, which was never scheduled")
+        return session
+
+    def _update(self, e: CloudEvent, txn: ViewTransaction, **changes: Any) -> dict[str, Any]:
+        session = self._session(e, txn)
+        session.update(changes)
+        txn.put("session", e.subject, session)
+        return session
+
+    def on_SessionScheduled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        txn.put("session", e.subject, {
+            "id": e.subject, "topic_id": d["topic_id"], "title": d["title"], "form": d["form"],
+            "lead_department": d["lead_department"], "host": d["host"],
+            "scheduled_for": d["scheduled_for"], "notice_by": d["notice_by"],
+            "notice_by_provisional": d["notice_by_provisional"],
+            "form_change_reason": d.get("form_change_reason"), "status": "scheduled",
+            "research_required": d["research_required"], "research_filed": False,
+            "grassroots_room": d["grassroots_room"], "invited": 0, "notice": None,
+            "held_on": None, "attendee_count": 0, "minutes": None, "minutes_internal": False,
+            "notice_waiver_reason": None, "report": None, "instructions": 0,
+        })
+
+    def on_ParticipantsInvited(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        session = self._session(e, txn)
+        self._update(e, txn, invited=session["invited"] + len(d["participants"]))
+
+    def on_ResearchFiled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        self._update(e, txn, research_filed=True)
+
+    def on_NoticeServed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        self._update(e, txn, notice={
+            k: d[k] for k in ("served_on", "working_days_before", "notice_sufficient", "provisional")
+        })
+
+    def on_SessionHeld(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        session = self._update(
+            e, txn, status="held", held_on=d["held_on"], attendee_count=d["attendee_count"],
+            minutes=d["minutes"], minutes_internal=d["minutes_internal"],
+            notice_waiver_reason=d.get("notice_waiver_reason"),
+            held_working_days_before=d["working_days_before"],
+        )
+        for step, deadline in d["deadlines"].items():
+            txn.put("deadline", f"{e.subject}/{step}", {
+                "session_id": e.subject, "topic_id": session["topic_id"], "title": session["title"],
+                "lead_department": session["lead_department"], "step": step,
+                "due": deadline["due"], "provisional": deadline["provisional"],
+                "years_without_data": deadline["years_without_data"],
+                "met_on": None, "missed_on": None,
+            })
+
+    def _met(self, e: CloudEvent, txn: ViewTransaction, step: str, on: str) -> None:
+        deadline = txn.get("deadline", f"{e.subject}/{step}")
+        if deadline is not None:
+            deadline["met_on"] = on
+            txn.put("deadline", f"{e.subject}/{step}", deadline)
+
+    def on_ConsultationOpinionFormed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        self._update(e, txn, status="opinion_formed", opinion_formed_on=d["formed_on"])
+        self._met(e, txn, "opinion", d["formed_on"])
+
+    def on_ReportCompiled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        self._update(e, txn, status="report_compiled", report={
+            "summary": d["summary"], "compiled_by": d["compiled_by"], "compiled_on": d["compiled_on"],
+            "opinion_ids": d["opinion_ids"], "submitted_to": [], "submitted_on": None,
+        })
+
+    def on_ReportSubmitted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        session = self._session(e, txn)
+        report = {**(session["report"] or {}), "submitted_to": d["submitted_to"],
+                  "submitted_on": d["submitted_on"]}
+        self._update(e, txn, status="report_submitted", report=report)
+        self._met(e, txn, "report", d["submitted_on"])
+
+    def on_InstructionIssued(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        session = self._session(e, txn)
+        self._update(e, txn, status="instructed", instructions=session["instructions"] + 1)
+        txn.put("instruction", f"{e.subject}/{d['instruction_id']}", {
+            "id": d["instruction_id"], "session_id": e.subject, "topic_id": session["topic_id"],
+            "title": session["title"], "leader": d["leader"], "text": d["text"],
+            "departments": d["departments"], "issued_on": d["issued_on"], "implementation": [],
+        })
+
+    def on_ImplementationReported(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        key = f"{e.subject}/{d['instruction_id']}"
+        instruction = txn.get("instruction", key)
+        if instruction is None:
+            raise UnprocessableEvent(f"implementation for unknown instruction {key}")
+        instruction["implementation"].append({
+            "department": d["department"], "note": d["note"], "reported_on": d["reported_on"],
+            "copied_to": d["copied_to"],
+        })
+        txn.put("instruction", key, instruction)
+
+    def on_DeadlineMissed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        key = f"{e.subject}/{d['step']}"
+        deadline = txn.get("deadline", key)
+        if deadline is None:
+            raise UnprocessableEvent(f"missed deadline {key} was never set")
+        deadline["missed_on"] = d["detected_on"]
+        txn.put("deadline", key, deadline)
+
+    def on_EmergencyExemptionRecorded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        txn.put("exemption", e.subject, {
+            "id": e.subject, **{k: d.get(k) for k in (
+                "decision", "category", "reason", "decided_by", "department", "decided_on", "topic_id")},
+            "recorded_at": e.time.isoformat(),
+        })
+
+
+# -- queries: each body's view of the same documents -------------------------------
+
+def planned(views: ViewStore, topic_id: str) -> list[dict[str, Any]]:
+    """The approved plan items (and amendments) that hold this topic."""
+    return views.list("planned", prefix=f"{topic_id}/")
+
+
+def open_deadline_sessions(views: ViewStore) -> list[str]:
+    """Sessions with a step neither done nor yet reported missed: what the scheduler checks."""
+    return sorted({
+        d["session_id"] for d in views.list("deadline")
+        if d["met_on"] is None and d["missed_on"] is None
+    })
+
+
+def _by_date(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (r.get(key) or "", r.get("title") or ""))
+
+
+def department_agenda(views: ViewStore, department: str) -> dict[str, Any]:
+    """A lead department's sessions, its open deadlines and the instructions that task it."""
+    sessions = [s for s in views.list("session") if s["lead_department"] == department]
+    deadlines = [d for d in views.list("deadline")
+                 if d["lead_department"] == department and d["met_on"] is None]
+    instructions = []
+    for i in views.list("instruction"):
+        if department in i["departments"]:
+            reported = any(n["department"] == department for n in i["implementation"])
+            instructions.append({**i, "implementation_reported": reported})
+    return {
+        "department": department,
+        "sessions": _by_date(sessions, "scheduled_for"),
+        "deadlines": _by_date(deadlines, "due"),
+        "instructions": _by_date(instructions, "issued_on"),
+    }
+
+
+def supervision(views: ViewStore) -> dict[str, Any]:
+    """The government office's supervision list (督办, 002 第十三条)."""
+    deadlines = views.list("deadline")
+    waivers = [
+        {k: s[k] for k in ("id", "topic_id", "title", "lead_department", "scheduled_for", "held_on",
+                           "held_working_days_before", "notice_waiver_reason")}
+        for s in views.list("session") if s.get("notice_waiver_reason")
+    ]
+    return {
+        "overdue": _by_date([d for d in deadlines if d["missed_on"] and not d["met_on"]], "due"),
+        "completed_late": _by_date([d for d in deadlines if d["missed_on"] and d["met_on"]], "due"),
+        "upcoming": _by_date([d for d in deadlines if not d["missed_on"] and not d["met_on"]], "due"),
+        "notice_waivers": _by_date(waivers, "held_on"),
+        "exemptions": _by_date(views.list("exemption"), "decided_on"),
+    }
+
+
+def awaiting_instruction(views: ViewStore) -> list[dict[str, Any]]:
+    """The Party committee office's queue: reports submitted, no instruction yet."""
+    return _by_date([s for s in views.list("session") if s["status"] == "report_submitted"], "held_on")
+
+
+def implementation_copies(views: ViewStore) -> list[dict[str, Any]]:
+    """What the CPPCC office receives: instructions and the implementation reported on them."""
+    return _by_date(views.list("instruction"), "issued_on")
+
+
+_PUBLIC = ("id", "topic_id", "title", "form", "lead_department", "held_on", "attendee_count")
+
+
+def public_sessions(views: ViewStore) -> list[dict[str, Any]]:
+    """What society sees: held sessions, with minutes unless they are marked internal."""
+    return _by_date([
+        {**{k: s.get(k) for k in _PUBLIC}, "minutes": None if s["minutes_internal"] else s["minutes"]}
+        for s in views.list("session") if s["held_on"]
+    ], "held_on")

@@ -1,0 +1,355 @@
+"""Issue 4: sessions — from scheduling to leaders' instructions, on working-day deadlines.
+
+Every rule is shown through HTTP on a running system whose services talk over
+the real broker: the sessions service learns plans from the catalog's Kafka
+topic, the trace is built from the sessions topic, outcomes reach their topic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.sessions.domain import Role, participant_ref
+from services.sessions.projections import SessionViews
+from shared.clock import FixedClock
+from shared.config import OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
+from shared.replay import differences, rebuild
+from tests import steps
+from tests.conftest import KafkaEndpoint, make_settings
+from tests.harness import RunningSystem, read_topic, wait_for
+from tests.steps import approve, item, plan, topic
+
+NAMES = ("catalog", "sessions", "feedback")
+
+
+def refused(system: RunningSystem, path: str, body: dict[str, Any], status: int, rule: str,
+            words: str = "") -> dict[str, Any]:
+    return steps.refused(system, "sessions", path, body, status, rule, words)
+
+
+def planned_topic(system: RunningSystem, form: str = "symposium", kind: str = "government",
+                  department: str = "县住建局") -> str:
+    """A topic placed in a plan of ``kind`` that the Party committee approved."""
+    topic_id = topic(system, "livelihood")
+    plan_id = plan(system, kind)
+    system.post(f"/catalog/plans/{plan_id}/items", item(topic_id, department, form=form), expect=200)
+    approve(system, plan_id, kind)
+    wait_planned(system, topic_id)
+    return topic_id
+
+
+def wait_planned(system: RunningSystem, topic_id: str) -> list[dict[str, Any]]:
+    """The sessions service learns plans from Kafka: wait until it has."""
+    return wait_for(lambda: system.get(f"/sessions/views/planned-topics/{topic_id}"), 30,
+                    f"sessions to learn that {topic_id} is planned")
+
+
+def schedule(system: RunningSystem, topic_id: str, scheduled_for: str = "2026-10-20",
+             form: str = "symposium", department: str = "县住建局", **extra: Any) -> str:
+    body = {"topic_id": topic_id, "form": form, "title": f"{form} 协商会", "scheduled_for": scheduled_for,
+            "lead_department": department, "host": "县政府办公室", **extra}
+    return system.post("/sessions", body, expect=201).json()["id"]
+
+
+def held_body(held_on: str = "2026-10-20", **extra: Any) -> dict[str, Any]:
+    return {"held_on": held_on, "attendees": ["王委员", "李代表", "张群众"], "minutes": "会议纪要：同意加装电梯方案",
+            **extra}
+
+
+def events_of(system: RunningSystem, name: str, subject: str | None = None) -> list[dict[str, Any]]:
+    """Every stored event of one type, as the sessions service publishes it."""
+    app = system.services["sessions"].app
+    found = []
+    for envelope in app.envelopes(app.notifications(0, 10_000)):
+        if envelope.name == name and (subject is None or envelope.subject == subject):
+            found.append(envelope.data)
+    return found
+
+
+@pytest.fixture
+def session_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"deadline_check_interval": 0.2})
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(date(2026, 9, 1))
+
+
+@pytest.fixture
+def system(session_settings: Settings, clock: FixedClock) -> Iterator[RunningSystem]:
+    with RunningSystem(session_settings, NAMES, clock) as running:
+        yield running
+
+
+def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedClock,
+                                            kafka: KafkaEndpoint) -> None:
+    # Only a topic in an approved plan gets a session; sessions learns plans from Kafka.
+    unplanned = topic(system, "livelihood")
+    draft = plan(system)
+    system.post(f"/catalog/plans/{draft}/items", item(unplanned, form="hearing"), expect=200)
+    body = {"topic_id": unplanned, "form": "hearing", "title": "听证会", "scheduled_for": "2026-10-20",
+            "lead_department": "县住建局", "host": "县政府办公室"}
+    refused(system, "/sessions", body, 409, "topic_not_planned", "not in an approved plan")
+    approve(system, draft)
+    assert wait_planned(system, unplanned)[0]["form"] == "hearing"
+
+    # The form is the plan's, or a change with a reason.
+    refused(system, "/sessions", {**body, "form": "symposium"}, 409, "form_not_planned", "hearing")
+    changed = system.post("/sessions", {**body, "form": "symposium", "form_change_reason": "听证条件不具备，改为座谈"},
+                          expect=201).json()["id"]
+    assert system.get(f"/sessions/{changed}")["form_change_reason"] == "听证条件不具备，改为座谈"
+    refused(system, "/sessions", {**body, "form": "tea_party"}, 422, "enum")
+    refused(system, "/sessions", {**body, "scheduled_for": "2026-10-32"}, 422, "date_from_datetime_parsing")
+
+    # A topic added by amendment is planned too.
+    approved = plan(system)
+    system.post(f"/catalog/plans/{approved}/items", item(topic(system, "budget")), expect=200)
+    approve(system, approved)
+    amended = topic(system, "reform")
+    system.post(f"/catalog/plans/{approved}/amendments",
+                {**item(amended, "县发改局"), "reason": "临时增加", "approved_by": "县委常委会"}, expect=201)
+    assert wait_planned(system, amended)[0]["by_amendment"] is True
+    schedule(system, amended, department="县发改局")
+
+    # The session itself: invitations by role, the holiday notice case, waiver, held.
+    topic_id = unplanned
+    session = schedule(system, topic_id, form="hearing")
+    people = [{"name": f"参加人{i}", "role": role.value, "organization": "单位"} for i, role in enumerate(Role)]
+    people[0]["name"] = "王委员"
+    invited = system.post(f"/sessions/{session}/invitations", {"participants": people}, expect=200).json()
+    assert [p["role"] for p in invited["participants"]] == [r.value for r in Role]
+    problem = refused(system, f"/sessions/{session}/invitations",
+                      {"participants": [{"name": "x", "role": "neighbour", "organization": "y"}]}, 422, "enum")
+    assert problem["errors"][0]["field"] == "participants.0.role"
+
+    # Served 2026-09-23 for 2026-10-20: 18 weekdays, but Mid-Autumn and National Day leave 13.
+    notice = system.post(f"/sessions/{session}/notice",
+                         {"served_on": "2026-09-23", "materials": ["方案征求意见稿"]}, expect=200).json()
+    assert (notice["working_days_before"], notice["notice_sufficient"], notice["provisional"]) == (13, False, False)
+    refused(system, f"/sessions/{session}/notice", {"served_on": "2026-09-01", "materials": ["x"]},
+            409, "notice_already_served")
+
+    clock.set(date(2026, 10, 20))
+    problem = refused(system, f"/sessions/{session}/held", held_body(), 409, "notice_insufficient", "15 working days")
+    assert "13 working days" in problem["detail"]
+    refused(system, f"/sessions/{session}/held", held_body("2026-10-21", notice_waiver_reason="急"),
+            409, "held_in_future")
+    held = system.post(f"/sessions/{session}/held",
+                       held_body(notice_waiver_reason="汛期前必须完成决策", minutes_internal=True), expect=200).json()
+    assert held["status"] == "held"
+    assert held["held"]["notice_waiver_reason"] == "汛期前必须完成决策"
+    # Due dates: opinion 5 working days after, report 5 after that.
+    assert (held["due"]["opinion"]["due"], held["due"]["report"]["due"]) == ("2026-10-27", "2026-11-03")
+    assert held["due"]["opinion"]["provisional"] is False
+    refused(system, f"/sessions/{session}/invitations", {"participants": people[:1]}, 409, "session_already_held")
+
+    # Report follows the consultation opinion; submitted; leaders instruct; departments implement.
+    refused(system, f"/sessions/{session}/report",
+            {"summary": "报告", "compiled_by": "县政府办公室", "opinion_ids": []}, 409, "not_opinion_formed")
+    system.post(f"/sessions/{session}/consultation-opinion",
+                {"summary": "协商意见：分批实施", "formed_by": "县住建局"}, expect=200)
+    opinion_ids = ["3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "4f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"]
+    refused(system, f"/sessions/{session}/report",
+            {"summary": "报告", "compiled_by": "县政府办公室", "opinion_ids": ["nope"]}, 422, "uuid_parsing")
+    report = system.post(f"/sessions/{session}/report",
+                         {"summary": "协商报告", "compiled_by": "县政府办公室", "opinion_ids": opinion_ids},
+                         expect=200).json()["report"]
+    assert report["opinion_ids"] == opinion_ids
+    refused(system, f"/sessions/{session}/instructions",
+            {"leader": "县长", "text": "同意", "departments": ["县住建局"]}, 409, "not_report_submitted")
+    system.post(f"/sessions/{session}/report/submission", {"submitted_to": ["县委", "县政府"]}, expect=200)
+    waiting = wait_for(lambda: system.get("/sessions/views/awaiting-instruction"), 20, "awaiting instruction")
+    assert [s["id"] for s in waiting] == [session]
+
+    instruction = system.post(f"/sessions/{session}/instructions",
+                              {"leader": "县委书记", "text": "抓紧落实，年内见效", "departments": ["县住建局", "县财政局"]},
+                              expect=201).json()["id"]
+    refused(system, f"/sessions/{session}/instructions/{instruction}/implementation",
+            {"department": "县教育局", "note": "x"}, 409, "department_not_tasked")
+    system.post(f"/sessions/{session}/instructions/{instruction}/implementation",
+                {"department": "县住建局", "note": "已完成首批12部电梯"}, expect=200)
+    copies = wait_for(lambda: (c := system.get("/sessions/views/cppcc-office/implementation"))
+                      and c[0]["implementation"] and c, 20, "copies to the CPPCC office")
+    assert copies[0]["implementation"][0] == {"department": "县住建局", "note": "已完成首批12部电梯",
+                                              "reported_on": "2026-10-20", "copied_to": "cppcc_office"}
+    assert wait_for(lambda: system.get("/sessions/views/awaiting-instruction") == [], 20, "queue emptied")
+
+    # Each body's view.
+    agenda = system.get("/sessions/views/departments/县财政局/agenda")
+    assert [i["id"] for i in agenda["instructions"]] == [instruction]
+    assert agenda["instructions"][0]["implementation_reported"] is False
+    lead = system.get("/sessions/views/departments/县住建局/agenda")
+    assert session in [s["id"] for s in lead["sessions"]] and lead["deadlines"] == []
+    supervision = system.get("/sessions/views/supervision")
+    assert [(w["id"], w["notice_waiver_reason"], w["held_working_days_before"])
+            for w in supervision["notice_waivers"]] == [(session, "汛期前必须完成决策", 13)]
+    public = system.get("/sessions/public/sessions")
+    assert [(s["id"], s["minutes"], s["attendee_count"]) for s in public] == [(session, None, 3)]
+
+    # Every event is in the topic's trace, after the catalog's.
+    expected = ["SessionScheduled", "ParticipantsInvited", "NoticeServed", "SessionHeld",
+                "ConsultationOpinionFormed", "ReportCompiled", "ReportSubmitted", "InstructionIssued",
+                "ImplementationReported"]
+    trace = system.wait_trace(topic_id, 5 + len(expected) + 1)
+    session_steps = [s for s in trace if s["service"] == "sessions"]
+    assert [s["type"] for s in session_steps if s["subject"] == session] == expected
+    assert {s["type"] for s in session_steps if s["subject"] == changed} == {"SessionScheduled"}
+    assert [s["actor"] for s in session_steps if s["type"] == "InstructionIssued"] == ["县委书记"]
+
+    # On Kafka: no participant names on the sessions topic; outcomes carry no attendees or internal minutes.
+    topic_name = system.settings.topic(SERVICE_TOPICS["sessions"])
+    published = [json.loads(r.value) for r in read_topic(kafka.bootstrap, topic_name)]
+    assert "王委员" not in json.dumps(published, ensure_ascii=False)
+    invited_event = next(e for e in published if e["type"].endswith(".ParticipantsInvited.v1"))
+    assert invited_event["data"]["participants"][0]["ref"] == participant_ref("王委员")
+    assert invited_event["topicid"] == topic_id
+    outcomes = [json.loads(r.value) for r in read_topic(kafka.bootstrap, system.settings.topic(OUTCOMES_TOPIC))]
+    held_outcome = next(e for e in outcomes if e["type"].endswith(".SessionHeld.v1"))
+    assert "attendees" not in held_outcome["data"] and held_outcome["data"]["minutes"] is None
+    assert held_outcome["data"]["attendee_count"] == 3
+    assert any(e["type"].endswith(".ReportSubmitted.v1") for e in outcomes)
+
+    # The views rebuild from the log to the same documents.
+    service = system.services["sessions"]
+    wait_for(lambda: service.projections["session_views"].position("sessions") == service.app.max_position(),
+             20, "views caught up")
+    rebuilt, _ = rebuild(service.app, [SessionViews])
+    live = {k: v for k, v in service.views.dump().items() if k[0] not in ("planned", "catalog_plan")}
+    assert differences(live, rebuilt.dump()) == []
+
+
+def test_deadline_missed_fires_once_per_step_even_across_a_restart(
+        session_settings: Settings, clock: FixedClock) -> None:
+    with RunningSystem(session_settings, NAMES, clock) as system:
+        topic_id = planned_topic(system)
+        session = schedule(system, topic_id)
+        system.post(f"/sessions/{session}/notice", {"served_on": "2026-09-01", "materials": ["材料"]}, expect=200)
+        clock.set(date(2026, 10, 20))
+        system.post(f"/sessions/{session}/held", held_body(), expect=200)
+
+        # Due 2026-10-27: nothing on the due date itself.
+        clock.set(date(2026, 10, 27))
+        wait_for(lambda: system.get("/sessions/views/supervision")["upcoming"], 20, "deadlines listed")
+        scheduler_rounds(system, 5)
+        assert events_of(system, "DeadlineMissed") == []
+
+        # The first working day after: once, however many rounds pass.
+        clock.set(date(2026, 10, 28))
+        wait_for(lambda: events_of(system, "DeadlineMissed"), 20, "DeadlineMissed")
+        scheduler_rounds(system, 5)
+        missed = events_of(system, "DeadlineMissed")
+        assert [(m["step"], m["due"], m["detected_on"]) for m in missed] == [("opinion", "2026-10-27", "2026-10-28")]
+        overdue = wait_for(lambda: system.get("/sessions/views/supervision")["overdue"], 20, "overdue listed")
+        assert [(o["session_id"], o["step"], o["due"]) for o in overdue] == [(session, "opinion", "2026-10-27")]
+        assert session in [d["session_id"] for d in system.get("/sessions/views/departments/县住建局/agenda")["deadlines"]]
+
+        # Done late: no longer outstanding, still on record.
+        system.post(f"/sessions/{session}/consultation-opinion", {"summary": "意见", "formed_by": "县住建局"},
+                    expect=200)
+        wait_for(lambda: system.get("/sessions/views/supervision")["completed_late"], 20, "completed late")
+        assert system.get("/sessions/views/supervision")["overdue"] == []
+        system.wait_trace(topic_id, 1)
+
+    # Restarted on the same stores, with the clock past the report's due date (2026-11-03).
+    clock.set(date(2026, 11, 5))
+    with RunningSystem(session_settings, NAMES, clock) as system:
+        wait_for(lambda: len(events_of(system, "DeadlineMissed")) == 2, 20, "report deadline missed")
+        scheduler_rounds(system, 5)
+        assert [(m["step"], m["detected_on"]) for m in events_of(system, "DeadlineMissed")] == [
+            ("opinion", "2026-10-28"), ("report", "2026-11-05")]
+        trace = system.wait_trace(topic_id, 9)
+        assert [s["actor"] for s in trace if s["type"] == "DeadlineMissed"] == ["sessions-deadline-scheduler"] * 2
+        assert system.get(f"/sessions/{session}")["due"]["report"]["missed_on"] == "2026-11-05"
+
+    # And restarted again: nothing more to report.
+    with RunningSystem(session_settings, NAMES, clock) as system:
+        scheduler_rounds(system, 5)
+        assert len(events_of(system, "DeadlineMissed")) == 2
+
+
+def scheduler_rounds(system: RunningSystem, rounds: int) -> None:
+    """Let the scheduler (every 0.2 s here) run at least ``rounds`` more times."""
+    import time
+
+    time.sleep(rounds * system.settings.deadline_check_interval + 0.5)
+
+
+@pytest.fixture
+def sqlite_system(tmp_path: Path, kafka: KafkaEndpoint, clock: FixedClock) -> Iterator[RunningSystem]:
+    s = make_settings("sqlite", tmp_path, kafka, None, deadline_check_interval=0.2)
+    with RunningSystem(s, NAMES, clock) as running:
+        yield running
+
+
+def test_research_vetting_exemption_and_provisional_deadlines(sqlite_system: RunningSystem,
+                                                              clock: FixedClock) -> None:
+    system = sqlite_system
+    # 不调研不协商: a thematic consultation is not held without research.
+    thematic = planned_topic(system, form="thematic_consultation", kind="cppcc", department="县政协办公室")
+    session = schedule(system, thematic, "2026-12-28", form="thematic_consultation", department="县政协办公室")
+    assert system.get(f"/sessions/{session}")["research_required"] is True
+    system.post(f"/sessions/{session}/notice", {"served_on": "2026-11-02", "materials": ["调研提纲"]}, expect=200)
+    clock.set(date(2026, 12, 28))
+    refused(system, f"/sessions/{session}/held", held_body("2026-12-28"), 409, "research_required", "不调研不协商")
+    system.post(f"/sessions/{session}/research", {"summary": "走访12个社区", "filed_by": "县政协提案委"}, expect=200)
+    held = system.post(f"/sessions/{session}/held", held_body("2026-12-28"), expect=200).json()
+    # 2027 has no official calendar yet: the deadlines are computed but flagged.
+    opinion, report = held["due"]["opinion"], held["due"]["report"]
+    assert (opinion["due"], opinion["provisional"], opinion["years_without_data"]) == ("2027-01-04", True, [2027])
+    assert report["provisional"] is True
+    upcoming = wait_for(lambda: system.get("/sessions/views/supervision")["upcoming"], 20, "upcoming")
+    assert all(d["provisional"] for d in upcoming)
+
+    # A grassroots room admits only vetted participants.
+    room = planned_topic(system, form="grassroots_meeting", kind="grassroots", department="城东镇")
+    meeting = schedule(system, room, "2027-01-20", form="grassroots_meeting", department="城东镇")
+    assert system.get(f"/sessions/{meeting}")["grassroots_room"] is True
+    problem = refused(system, f"/sessions/{meeting}/invitations", {"participants": [
+        {"name": "赵村民", "role": "public_representative", "organization": "刘圩村", "vetted": True},
+        {"name": "钱村民", "role": "stakeholder", "organization": "刘圩村"},
+    ]}, 409, "participant_not_vetted", "钱村民")
+    assert "赵村民" not in problem["detail"]
+    system.post(f"/sessions/{meeting}/invitations", {"participants": [
+        {"name": "钱村民", "role": "stakeholder", "organization": "刘圩村", "vetted": True, "vetted_by": "村党支部"},
+    ]}, expect=200)
+    notice = system.post(f"/sessions/{meeting}/notice", {"served_on": "2026-12-30", "materials": ["议题"]},
+                         expect=200).json()
+    assert notice["provisional"] is True and notice["years_without_data"] == [2027]
+
+    # An emergency exemption needs a category and reason, and the supervising office sees it.
+    exemption = {"decision": "封闭受损桥梁并实施交通管制", "category": "public_safety", "reason": "桥梁检测发现重大安全隐患",
+                 "decided_by": "县政府常务会议", "department": "县交通运输局", "decided_on": "2026-12-01",
+                 "topic_id": thematic}
+    for field, bad, rule in (("reason", "", "string_too_short"), ("category", "convenience", "enum")):
+        problem = refused(system, "/sessions/exemptions", {**exemption, field: bad}, 422, rule)
+        assert problem["errors"][0]["field"] == field
+    exemption_id = system.post("/sessions/exemptions", exemption, expect=201).json()["id"]
+    assert system.get(f"/sessions/exemptions/{exemption_id}")["category"] == "public_safety"
+    listed = wait_for(lambda: system.get("/sessions/views/supervision")["exemptions"], 20, "exemption listed")
+    assert [(e["id"], e["reason"]) for e in listed] == [(exemption_id, "桥梁检测发现重大安全隐患")]
+    wait_for(lambda: "EmergencyExemptionRecorded" in [s["type"] for s in system.trace(thematic)], 20,
+             "exemption in the trace")
+    assert system.http.get("/sessions/00000000-0000-4000-8000-000000000000").status_code == 404
+
+
+def test_an_official_2027_calendar_makes_deadlines_firm(tmp_path: Path, kafka: KafkaEndpoint) -> None:
+    calendars = tmp_path / "calendars"
+    calendars.mkdir()
+    (calendars / "2027.json").write_text(json.dumps(
+        {"year": 2027, "holidays": {"2027-01-01": "元旦"}, "workdays": []}), encoding="utf-8")
+    s = make_settings("sqlite", tmp_path, kafka, None, calendar_dir=calendars)
+    clock = FixedClock(date(2026, 12, 28))
+    with RunningSystem(s, NAMES, clock) as system:
+        topic_id = planned_topic(system)
+        session = schedule(system, topic_id, "2026-12-28")
+        held = system.post(f"/sessions/{session}/held",
+                           held_body("2026-12-28", notice_waiver_reason="年末集中决策"), expect=200).json()
+        # New Year's Day is now known to be a holiday: one day later, and firm.
+        assert (held["due"]["opinion"]["due"], held["due"]["opinion"]["provisional"]) == ("2027-01-05", False)

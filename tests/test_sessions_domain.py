@@ -1,0 +1,59 @@
+"""The session aggregate's deadline rules, as pure domain logic (no I/O, no clock)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from services.sessions.domain import Exemption, Session, Step
+from shared.domain import Refused
+from shared.workdays import WorkingCalendar
+
+CALENDAR = WorkingCalendar.load()
+PLANNED = [{"plan_id": "p1", "plan_kind": "government", "form": "symposium"}]
+
+
+def held_session(held_on: date) -> Session:
+    session = Session.schedule(PLANNED, "t1", "symposium", "座谈会", held_on, "县住建局", "县政府办公室", CALENDAR)
+    session.hold(held_on, ["王委员"], "纪要", False, "紧急", None, held_on, CALENDAR)
+    return session
+
+
+def overdue_days(session: Session, start: date, end: date) -> list[date]:
+    days, day = [], start
+    while day <= end:
+        if session.overdue_steps(day, CALENDAR):
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def test_a_deadline_before_national_day_is_missed_on_the_first_working_day_after_it() -> None:
+    session = held_session(date(2026, 9, 22))
+    assert session.deadlines[Step.opinion]["due"] == "2026-09-30"
+    # 1–7 October are the holiday: the step is overdue from 8 October, not before.
+    assert overdue_days(session, date(2026, 9, 30), date(2026, 10, 8))[0] == date(2026, 10, 8)
+
+
+def test_a_friday_deadline_is_missed_on_monday_not_at_the_weekend() -> None:
+    session = held_session(date(2026, 11, 6))
+    assert session.deadlines[Step.opinion]["due"] == "2026-11-13"
+    assert overdue_days(session, date(2026, 11, 13), date(2026, 11, 16)) == [date(2026, 11, 16)]
+
+
+def test_deadline_missed_is_recorded_once_and_never_for_a_step_done_in_time() -> None:
+    session = held_session(date(2026, 11, 6))
+    session.form_opinion("意见", "县住建局", date(2026, 11, 12))
+    late = date(2026, 12, 1)
+    assert session.record_missed(late, CALENDAR, "scheduler") == [Step.report]
+    assert session.record_missed(late, CALENDAR, "scheduler") == []
+    assert session.record_missed(late + timedelta(days=7), CALENDAR, "scheduler") == []
+    missed = [e for e in session.collect_events() if type(e).__name__ == "DeadlineMissed"]
+    assert [(e.step, e.detected_on) for e in missed] == [("report", "2026-12-01")]
+
+
+def test_an_exemption_without_a_reason_is_refused() -> None:
+    with pytest.raises(Refused) as refusal:
+        Exemption.record("封路", "public_safety", "  ", "县政府", "县交通局", date(2026, 12, 1), None)
+    assert refusal.value.rule == "reason_required"
