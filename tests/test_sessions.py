@@ -247,7 +247,8 @@ def test_deadline_missed_fires_once_per_step_even_across_a_restart(
         missed = events_of(system, "DeadlineMissed")
         assert [(m["step"], m["due"], m["detected_on"]) for m in missed] == [("opinion", "2026-10-27", "2026-10-28")]
         overdue = wait_for(lambda: system.get("/sessions/views/supervision")["overdue"], 20, "overdue listed")
-        assert [(o["session_id"], o["step"], o["due"]) for o in overdue] == [(session, "opinion", "2026-10-27")]
+        assert [(o["session_id"], o["step"], o["due"], o["working_days_overdue"]) for o in overdue] == [
+            (session, "opinion", "2026-10-27", 1)]
         assert session in [d["session_id"] for d in system.get("/sessions/views/departments/县住建局/agenda")["deadlines"]]
 
         # Done late: no longer outstanding, still on record.
@@ -255,7 +256,6 @@ def test_deadline_missed_fires_once_per_step_even_across_a_restart(
                     expect=200)
         wait_for(lambda: system.get("/sessions/views/supervision")["completed_late"], 20, "completed late")
         assert system.get("/sessions/views/supervision")["overdue"] == []
-        system.wait_trace(topic_id, 1)
 
     # Restarted on the same stores, with the clock past the report's due date (2026-11-03).
     clock.set(date(2026, 11, 5))
@@ -264,7 +264,7 @@ def test_deadline_missed_fires_once_per_step_even_across_a_restart(
         scheduler_rounds(system, 5)
         assert [(m["step"], m["detected_on"]) for m in events_of(system, "DeadlineMissed")] == [
             ("opinion", "2026-10-28"), ("report", "2026-11-05")]
-        trace = system.wait_trace(topic_id, 9)
+        trace = system.wait_trace(topic_id, 11)
         assert [s["actor"] for s in trace if s["type"] == "DeadlineMissed"] == ["sessions-deadline-scheduler"] * 2
         assert system.get(f"/sessions/{session}")["due"]["report"]["missed_on"] == "2026-11-05"
 
@@ -339,17 +339,34 @@ def test_research_vetting_exemption_and_provisional_deadlines(sqlite_system: Run
     assert system.http.get("/sessions/00000000-0000-4000-8000-000000000000").status_code == 404
 
 
-def test_an_official_2027_calendar_makes_deadlines_firm(tmp_path: Path, kafka: KafkaEndpoint) -> None:
+def test_publishing_the_2027_calendar_confirms_provisional_deadlines(tmp_path: Path, kafka: KafkaEndpoint) -> None:
     calendars = tmp_path / "calendars"
     calendars.mkdir()
-    (calendars / "2027.json").write_text(json.dumps(
-        {"year": 2027, "holidays": {"2027-01-01": "元旦"}, "workdays": []}), encoding="utf-8")
-    s = make_settings("sqlite", tmp_path, kafka, None, calendar_dir=calendars)
+    s = make_settings("sqlite", tmp_path, kafka, None, calendar_dir=calendars, deadline_check_interval=0.2)
     clock = FixedClock(date(2026, 12, 28))
     with RunningSystem(s, NAMES, clock) as system:
         topic_id = planned_topic(system)
         session = schedule(system, topic_id, "2026-12-28")
         held = system.post(f"/sessions/{session}/held",
                            held_body("2026-12-28", notice_waiver_reason="年末集中决策"), expect=200).json()
-        # New Year's Day is now known to be a holiday: one day later, and firm.
-        assert (held["due"]["opinion"]["due"], held["due"]["opinion"]["provisional"]) == ("2027-01-05", False)
+        assert (held["due"]["opinion"]["due"], held["due"]["opinion"]["provisional"]) == ("2027-01-04", True)
+
+    # The State Council publishes 2027; the operator drops it in and restarts.
+    (calendars / "2027.json").write_text(json.dumps(
+        {"year": 2027, "holidays": {"2027-01-01": "元旦"}, "workdays": []}), encoding="utf-8")
+    clock.set(date(2027, 1, 5))
+    with RunningSystem(s, NAMES, clock) as system:
+        # New Year's Day is a holiday: the opinion is due one day later, and the date is firm.
+        confirmed = wait_for(lambda: events_of(system, "DeadlineConfirmed"), 20, "deadlines confirmed")
+        assert [(c["step"], c["previous_due"], c["due"]) for c in confirmed] == [
+            ("opinion", "2027-01-04", "2027-01-05"), ("report", "2027-01-11", "2027-01-12")]
+        due = system.get(f"/sessions/{session}")["due"]
+        assert (due["opinion"]["due"], due["opinion"]["provisional"]) == ("2027-01-05", False)
+        # On the provisional date this would have been reported missed today; it is not.
+        scheduler_rounds(system, 5)
+        assert events_of(system, "DeadlineMissed") == []
+        upcoming = wait_for(lambda: (u := system.get("/sessions/views/supervision")["upcoming"])
+                            and not u[0]["provisional"] and u, 20, "confirmed dates in the views")
+        assert [d["due"] for d in upcoming] == ["2027-01-05", "2027-01-12"]
+        wait_for(lambda: "DeadlineConfirmed" in [step["type"] for step in system.trace(topic_id)], 20,
+                 "the confirmation in the trace")

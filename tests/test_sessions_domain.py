@@ -8,7 +8,7 @@ import pytest
 
 from services.sessions.domain import Exemption, Session, Step
 from shared.domain import Refused
-from shared.workdays import WorkingCalendar
+from shared.workdays import WorkingCalendar, YearSchedule
 
 CALENDAR = WorkingCalendar.load()
 PLANNED = [{"plan_id": "p1", "plan_kind": "government", "form": "symposium"}]
@@ -57,3 +57,15 @@ def test_an_exemption_without_a_reason_is_refused() -> None:
     with pytest.raises(Refused) as refusal:
         Exemption.record("封路", "public_safety", "  ", "县政府", "县交通局", date(2026, 12, 1), None)
     assert refusal.value.rule == "reason_required"
+
+
+def test_provisional_due_dates_are_confirmed_once_the_year_is_published() -> None:
+    session = held_session(date(2026, 12, 28))
+    assert session.deadlines[Step.opinion]["provisional"] is True
+    assert session.confirm_deadlines(CALENDAR, "scheduler") == []  # still no official 2027
+
+    published = WorkingCalendar.load()
+    published.add(YearSchedule(2027, frozenset({date(2027, 1, 1)}), frozenset()))
+    assert session.confirm_deadlines(published, "scheduler") == [Step.opinion, Step.report]
+    assert session.deadlines[Step.opinion]["due"] == "2027-01-05"
+    assert session.confirm_deadlines(published, "scheduler") == []

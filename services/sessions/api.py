@@ -231,7 +231,7 @@ def routes(service: Service) -> APIRouter:
     @r.get("/views/supervision",
            summary="Government office supervision list (督办): overdue steps, waivers, exemptions")
     async def supervision() -> dict[str, Any]:
-        return await run(q.supervision, views)
+        return await run(q.supervision, views, app.clock.today(), app.calendar)
 
     @r.get("/views/awaiting-instruction", summary="Party committee office: reports awaiting instruction")
     async def awaiting() -> list[dict[str, Any]]:

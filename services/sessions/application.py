@@ -125,7 +125,8 @@ class SessionsApplication(ServiceApplication):
 
     # -- deadlines ---------------------------------------------------------------
     def record_missed_deadlines(self, session_ids: list[str]) -> list[tuple[str, str]]:
-        """DeadlineMissed for every step of these sessions that went overdue, once each.
+        """DeadlineMissed for every step of these sessions that went overdue, once each
+        (after confirming provisional due dates the calendar now covers).
 
         The aggregate remembers what it already reported, so a second run (or a
         restart) emits nothing new; two schedulers racing on one session collide
@@ -135,8 +136,8 @@ class SessionsApplication(ServiceApplication):
         missed: list[tuple[str, str]] = []
         for session_id in session_ids:
             session = self.get(Session, session_id)
-            steps = session.record_missed(today, self.calendar, SCHEDULER)
-            if not steps:
+            steps = session.review_deadlines(today, self.calendar, SCHEDULER)
+            if not session.pending_events:
                 continue
             try:
                 self.save(session)

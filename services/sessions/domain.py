@@ -78,6 +78,19 @@ def participant_ref(name: str) -> str:
     return str(uuid5(NAMESPACE_URL, f"consultation:participant:{name.strip()}"))
 
 
+def due_dates(held_on: date, calendar: WorkingCalendar) -> dict[str, dict[str, Any]]:
+    """The opinion and report due dates that a session held on ``held_on`` is held to."""
+    opinion = calendar.add_working_days(held_on, OPINION_WORKING_DAYS)
+    report = calendar.add_working_days(opinion.due, REPORT_WORKING_DAYS)
+    report_gaps = sorted(set(opinion.years_without_data) | set(report.years_without_data))
+    return {
+        Step.opinion.value: {"due": opinion.due.isoformat(), "provisional": opinion.provisional,
+                             "years_without_data": list(opinion.years_without_data)},
+        Step.report.value: {"due": report.due.isoformat(), "provisional": bool(report_gaps),
+                            "years_without_data": report_gaps},
+    }
+
+
 @stable_names(
     "sessions",
     actors={
@@ -92,6 +105,7 @@ def participant_ref(name: str) -> str:
         "InstructionIssued": "leader",
         "ImplementationReported": "reported_by",
         "DeadlineMissed": "detected_by",
+        "DeadlineConfirmed": "confirmed_by",
     },
 )
 class Session(Aggregate):
@@ -320,8 +334,6 @@ class Session(Aggregate):
                 "supervising office.",
                 rule="notice_insufficient",
             )
-        opinion = calendar.add_working_days(held_on, OPINION_WORKING_DAYS)
-        report = calendar.add_working_days(opinion.due, REPORT_WORKING_DAYS)
         self._hold(
             held_on=held_on.isoformat(),
             attendees=attendees,
@@ -331,14 +343,7 @@ class Session(Aggregate):
             working_days_before=count,
             notice_sufficient=sufficient,
             notice_waiver_reason=waiver,
-            deadlines={
-                Step.opinion.value: {"due": opinion.due.isoformat(), "provisional": opinion.provisional,
-                                     "years_without_data": list(opinion.years_without_data)},
-                Step.report.value: {"due": report.due.isoformat(),
-                                    "provisional": opinion.provisional or report.provisional,
-                                    "years_without_data": sorted(set(opinion.years_without_data)
-                                                                 | set(report.years_without_data))},
-            },
+            deadlines=due_dates(held_on, calendar),
             count_provisional=provisional,
         )
 
@@ -468,6 +473,34 @@ class Session(Aggregate):
             if d["met_on"] is None and d["missed_on"] is None
             and calendar.next_working_day(date.fromisoformat(d["due"])).due <= today
         ]
+
+    def confirm_deadlines(self, calendar: WorkingCalendar, confirmed_by: str) -> list[Step]:
+        """Count provisional due dates again once official data covers every day of them.
+
+        A due date counted through a year the State Council had not yet published
+        may move when it is (a holiday on a weekday): the new date is recorded as
+        an event, so the session, the views and the trace all show the change.
+        """
+        if self.held is None:
+            return []
+        fresh = due_dates(date.fromisoformat(self.held["held_on"]), calendar)
+        confirmed = []
+        for step, d in self.deadlines.items():
+            if d["provisional"] and not fresh[step]["provisional"] and d["met_on"] is None \
+                    and d["missed_on"] is None:
+                self._confirm(step=step, due=fresh[step]["due"], previous_due=d["due"],
+                              confirmed_by=confirmed_by)
+                confirmed.append(Step(step))
+        return confirmed
+
+    @event("DeadlineConfirmed")
+    def _confirm(self, step: str, due: str, previous_due: str, confirmed_by: str) -> None:
+        self.deadlines[step].update(due=due, provisional=False, years_without_data=[])
+
+    def review_deadlines(self, today: date, calendar: WorkingCalendar, reviewer: str) -> list[Step]:
+        """What the scheduler does each round: confirm provisional dates, then report misses."""
+        self.confirm_deadlines(calendar, reviewer)
+        return self.record_missed(today, calendar, reviewer)
 
     def record_missed(self, today: date, calendar: WorkingCalendar, detected_by: str) -> list[Step]:
         """Emit DeadlineMissed once for each step that has gone overdue; returns those steps."""

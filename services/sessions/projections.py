@@ -10,12 +10,14 @@ implementation copies and the public's held sessions.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 from shared.config import SERVICE_TOPICS
 from shared.envelope import CloudEvent
 from shared.projection import UnprocessableEvent, ViewProjection, need
 from shared.stores import ViewStore, ViewTransaction
+from shared.workdays import WorkingCalendar
 
 _ITEM = ("topic_id", "form", "lead_department", "scheduled_month")
 
@@ -172,6 +174,15 @@ class SessionViews(ViewProjection):
         deadline["missed_on"] = d["detected_on"]
         txn.put("deadline", key, deadline)
 
+    def on_DeadlineConfirmed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        key = f"{e.subject}/{d['step']}"
+        deadline = txn.get("deadline", key)
+        if deadline is None:
+            raise UnprocessableEvent(f"confirmed deadline {key} was never set")
+        deadline.update(due=d["due"], provisional=False, years_without_data=[],
+                        previous_due=d["previous_due"])
+        txn.put("deadline", key, deadline)
+
     def on_EmergencyExemptionRecorded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         txn.put("exemption", e.subject, {
             "id": e.subject, **{k: d.get(k) for k in (
@@ -217,15 +228,24 @@ def department_agenda(views: ViewStore, department: str) -> dict[str, Any]:
     }
 
 
-def supervision(views: ViewStore) -> dict[str, Any]:
-    """The government office's supervision list (督办, 002 第十三条)."""
+def supervision(views: ViewStore, today: date, calendar: WorkingCalendar) -> dict[str, Any]:
+    """The government office's supervision list (督办, 002 第十三条), as of ``today``.
+
+    Overdue steps say how many working days they are late; that figure changes with
+    the date, not with events, so it is worked out when asked rather than stored.
+    """
     deadlines = views.list("deadline")
+    for d in deadlines:
+        if d["missed_on"] and not d["met_on"]:
+            late = calendar.working_days_between(date.fromisoformat(d["due"]), today + timedelta(days=1))
+            d["working_days_overdue"] = late.value
     waivers = [
         {k: s[k] for k in ("id", "topic_id", "title", "lead_department", "scheduled_for", "held_on",
                            "held_working_days_before", "notice_waiver_reason")}
         for s in views.list("session") if s.get("notice_waiver_reason")
     ]
     return {
+        "as_of": today.isoformat(),
         "overdue": _by_date([d for d in deadlines if d["missed_on"] and not d["met_on"]], "due"),
         "completed_late": _by_date([d for d in deadlines if d["missed_on"] and d["met_on"]], "due"),
         "upcoming": _by_date([d for d in deadlines if not d["missed_on"] and not d["met_on"]], "due"),
