@@ -105,6 +105,16 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     changed = system.post("/sessions", {**body, "form": "symposium", "form_change_reason": "听证条件不具备，改为座谈"},
                           expect=201).json()["id"]
     assert system.get(f"/sessions/{changed}")["form_change_reason"] == "听证条件不具备，改为座谈"
+    # Moved (改期) and then cancelled, each with a reason; a cancelled session goes no further.
+    refused(system, f"/sessions/{changed}/reschedule", {"scheduled_for": "2026-11-10", "decided_by": "县政府办公室"},
+            422, "missing")
+    moved = system.post(f"/sessions/{changed}/reschedule", {"scheduled_for": "2026-11-10", "reason": "与人代会冲突",
+                                                            "decided_by": "县政府办公室"}, expect=200).json()
+    assert (moved["scheduled_for"], moved["due"]["notice_by"]["date"]) == ("2026-11-10", "2026-10-19")
+    system.post(f"/sessions/{changed}/cancellation", {"reason": "议题已并入听证会", "decided_by": "县政府办公室"},
+                expect=200)
+    refused(system, f"/sessions/{changed}/notice", {"served_on": "2026-10-01", "materials": ["x"]},
+            409, "session_cancelled", "议题已并入听证会")
     refused(system, "/sessions", {**body, "form": "tea_party"}, 422, "enum")
     refused(system, "/sessions", {**body, "scheduled_for": "2026-10-32"}, 422, "date_from_datetime_parsing")
 
@@ -197,10 +207,11 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     expected = ["SessionScheduled", "ParticipantsInvited", "NoticeServed", "SessionHeld",
                 "ConsultationOpinionFormed", "ReportCompiled", "ReportSubmitted", "InstructionIssued",
                 "ImplementationReported"]
-    trace = system.wait_trace(topic_id, 5 + len(expected) + 1)
+    trace = system.wait_trace(topic_id, 5 + len(expected) + 3)
     session_steps = [s for s in trace if s["service"] == "sessions"]
     assert [s["type"] for s in session_steps if s["subject"] == session] == expected
-    assert {s["type"] for s in session_steps if s["subject"] == changed} == {"SessionScheduled"}
+    assert [s["type"] for s in session_steps if s["subject"] == changed] == [
+        "SessionScheduled", "SessionRescheduled", "SessionCancelled"]
     assert [s["actor"] for s in session_steps if s["type"] == "InstructionIssued"] == ["县委书记"]
 
     # On Kafka: no participant names on the sessions topic; outcomes carry no attendees or internal minutes.

@@ -34,6 +34,17 @@ class ScheduleIn(Command):
         None, max_length=2_000, description="required when the form differs from the plan's")
 
 
+class RescheduleIn(Command):
+    scheduled_for: date
+    reason: str = Text
+    decided_by: str = Name
+
+
+class CancellationIn(Command):
+    reason: str = Text
+    decided_by: str = Name
+
+
 class Participant(Command):
     name: str = Name
     role: Role
@@ -124,7 +135,7 @@ def session_out(s: Session) -> dict[str, Any]:
         "research": s.research, "notice": s.notice, "held": s.held,
         "due": {"notice_by": s.notice_by, **s.deadlines},
         "opinion": s.opinion, "report": s.report, "instructions": s.instructions,
-        "version": s.version,
+        "cancellation": s.cancellation, "version": s.version,
     }
 
 
@@ -149,6 +160,16 @@ def routes(service: Service) -> APIRouter:
 
     @r.get("/{session_id}", summary="One session, with its status and the due dates it is held to")
     async def get_session(session_id: str) -> dict[str, Any]:
+        return await current(session_id)
+
+    @r.post("/{session_id}/reschedule", summary="Extension: move the session to another date (改期), with reason")
+    async def reschedule(session_id: str, body: RescheduleIn) -> dict[str, Any]:
+        await run(app.reschedule, session_id, body.scheduled_for, body.reason, body.decided_by)
+        return await current(session_id)
+
+    @r.post("/{session_id}/cancellation", summary="Extension: cancel a session before it is held, with reason")
+    async def cancellation(session_id: str, body: CancellationIn) -> dict[str, Any]:
+        await run(app.cancel, session_id, body.reason, body.decided_by)
         return await current(session_id)
 
     @r.post("/{session_id}/invitations", summary="Invite participants by role (协商对象)")

@@ -67,6 +67,16 @@ class SessionsApplication(ServiceApplication):
         self.save(session)
         return str(session.id)
 
+    def reschedule(self, session_id: str, scheduled_for: date, reason: str, decided_by: str) -> None:
+        session = self.get(Session, session_id)
+        session.reschedule(scheduled_for, reason, decided_by, self.calendar)
+        self.save(session)
+
+    def cancel(self, session_id: str, reason: str, decided_by: str) -> None:
+        session = self.get(Session, session_id)
+        session.cancel(reason, decided_by)
+        self.save(session)
+
     def invite(self, session_id: str, participants: list[dict[str, Any]], invited_by: str | None) -> None:
         session = self.get(Session, session_id)
         session.invite(participants, invited_by)

@@ -95,6 +95,8 @@ def due_dates(held_on: date, calendar: WorkingCalendar) -> dict[str, dict[str, A
     "sessions",
     actors={
         "SessionScheduled": "host",
+        "SessionRescheduled": "decided_by",
+        "SessionCancelled": "decided_by",
         "ParticipantsInvited": "invited_by",
         "ResearchFiled": "filed_by",
         "NoticeServed": "served_by",
@@ -112,7 +114,8 @@ class Session(Aggregate):
     """One consultation activity (协商活动) and the follow-up it owes.
 
     scheduled → held → opinion formed → report compiled → report submitted →
-    instructed. Invitations, research and notice come before it is held.
+    instructed. Invitations, research, notice, rescheduling (改期) and
+    cancellation come before it is held.
     """
 
     @classmethod
@@ -207,14 +210,46 @@ class Session(Aggregate):
         self.opinion: dict[str, Any] | None = None
         self.report: dict[str, Any] | None = None
         self.instructions: list[dict[str, Any]] = []
+        self.cancellation: dict[str, Any] | None = None
 
     # -- before the session ------------------------------------------------------
+    def _refuse_if_cancelled(self) -> None:
+        if self.status == "cancelled":
+            raise Refused(f"This session was cancelled: {self.cancellation['reason']}.",
+                          rule="session_cancelled")
+
     def _before_held(self, what: str) -> None:
+        self._refuse_if_cancelled()
         if self.status != "scheduled":
             raise Refused(
                 f"This session was already held; {what} belongs before the session.",
                 rule="session_already_held",
             )
+
+    def reschedule(self, scheduled_for: date, reason: str | None, decided_by: str,
+                   calendar: WorkingCalendar) -> None:
+        """Move the session (改期). The notice is then counted against the new date."""
+        self._before_held("rescheduling")
+        reason = require_reason(reason, "Rescheduling a session")
+        notice_by = calendar.latest_notice_day(scheduled_for, NOTICE_WORKING_DAYS)
+        self._reschedule(scheduled_for=scheduled_for.isoformat(), previous=self.scheduled_for,
+                         reason=reason, decided_by=decided_by, notice_by=notice_by.due.isoformat(),
+                         notice_by_provisional=notice_by.provisional)
+
+    @event("SessionRescheduled")
+    def _reschedule(self, scheduled_for: str, previous: str, reason: str, decided_by: str,
+                    notice_by: str, notice_by_provisional: bool) -> None:
+        self.scheduled_for = scheduled_for
+        self.notice_by = {"date": notice_by, "provisional": notice_by_provisional}
+
+    def cancel(self, reason: str | None, decided_by: str) -> None:
+        self._before_held("cancelling")
+        self._cancel(reason=require_reason(reason, "Cancelling a session"), decided_by=decided_by)
+
+    @event("SessionCancelled")
+    def _cancel(self, reason: str, decided_by: str) -> None:
+        self.status = "cancelled"
+        self.cancellation = {"reason": reason, "decided_by": decided_by}
 
     def invite(self, participants: list[dict[str, Any]], invited_by: str | None) -> None:
         self._before_held("inviting participants")
@@ -374,6 +409,7 @@ class Session(Aggregate):
 
     # -- after the session -------------------------------------------------------
     def _require(self, status: str, what: str, needed: str) -> None:
+        self._refuse_if_cancelled()
         order = ["scheduled", "held", "opinion_formed", "report_compiled", "report_submitted", "instructed"]
         if order.index(self.status) < order.index(status):
             raise Refused(f"{what} comes after {needed}; this session is {self.status}.",

@@ -95,6 +95,14 @@ class SessionViews(ViewProjection):
             "notice_waiver_reason": None, "report": None, "instructions": 0,
         })
 
+    def on_SessionRescheduled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        self._update(e, txn, scheduled_for=d["scheduled_for"], notice_by=d["notice_by"],
+                     notice_by_provisional=d["notice_by_provisional"], rescheduled_from=d["previous"],
+                     reschedule_reason=d["reason"])
+
+    def on_SessionCancelled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        self._update(e, txn, status="cancelled", cancellation_reason=d["reason"])
+
     def on_ParticipantsInvited(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         session = self._session(e, txn)
         self._update(e, txn, invited=session["invited"] + len(d["participants"]))
