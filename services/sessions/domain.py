@@ -136,7 +136,8 @@ class Session(Aggregate):
             raise Refused(
                 f"Topic {topic_id} is not in an approved plan (directly or by amendment), so no "
                 "session can be scheduled for it. The plan must be approved by the Party committee "
-                "first, or amended with a reason.",
+                "first, or amended with a reason. (Sessions learns approvals from the catalog's "
+                "published events; an approval made moments ago may need a few seconds.)",
                 rule="topic_not_planned",
             )
         form = Form(form)
