@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The Kafka topics of the public contract.
@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     deadline_check_interval: float = 60.0
     #: Extra official calendars (JSON files), e.g. a year the library does not know yet.
     calendar_dir: Path | None = None
+    #: Secret for pseudonymous references to people in events (HMAC key, 16+ bytes).
+    #: Unset: one is generated in the data directory. Every node must share it.
+    pseudonym_key: SecretStr | None = None
     #: Log rendering: JSON lines, pretty console, or pretty only on a terminal.
     log_format: Literal["auto", "json", "console"] = "auto"
 

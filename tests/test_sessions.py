@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from services.sessions.domain import Role, participant_ref
+from services.sessions.domain import Role
 from services.sessions.projections import SessionViews
 from shared.clock import FixedClock
 from shared.config import OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
@@ -219,7 +219,10 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     published = [json.loads(r.value) for r in read_topic(kafka.bootstrap, topic_name)]
     assert "王委员" not in json.dumps(published, ensure_ascii=False)
     invited_event = next(e for e in published if e["type"].endswith(".ParticipantsInvited.v1"))
-    assert invited_event["data"]["participants"][0]["ref"] == participant_ref("王委员")
+    refs = system.services["sessions"].app.participant_ref
+    assert invited_event["data"]["participants"][0]["ref"] == refs("王委员")
+    held_event = next(e for e in published if e["type"].endswith(".SessionHeld.v1"))
+    assert refs("王委员") in held_event["data"]["attendees"]  # invited and attended: the same person
     assert invited_event["topicid"] == topic_id
     outcomes = [json.loads(r.value) for r in read_topic(kafka.bootstrap, system.settings.topic(OUTCOMES_TOPIC))]
     held_outcome = next(e for e in outcomes if e["type"].endswith(".SessionHeld.v1"))

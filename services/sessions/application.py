@@ -16,9 +16,10 @@ from shared.clock import Clock
 from shared.config import Settings
 from shared.envelope import CloudEvent
 from shared.logs import get_logger
+from shared.pseudonyms import Pseudonyms
 from shared.workdays import WorkingCalendar
 
-from services.sessions.domain import Exemption, Session, participant_ref
+from services.sessions.domain import Exemption, Session
 
 log = get_logger("sessions")
 
@@ -36,19 +37,24 @@ class SessionsApplication(ServiceApplication):
         super().__init__(settings, clock)
         # Bundled years plus any the operator dropped into CONSULT_CALENDAR_DIR.
         self.calendar = WorkingCalendar.load(settings.calendar_dir)
+        self.pseudonyms = Pseudonyms.for_settings(settings)
+
+    def participant_ref(self, name: str) -> str:
+        """The same name gets the same ref in invitations and attendance, in every session."""
+        return self.pseudonyms.ref("participant", name)
 
     # -- what leaves the store ---------------------------------------------------
     def redact(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Participants' names stay here; events carry a pseudonymous reference instead."""
+        """Participants' names stay here; events carry a keyed pseudonymous reference instead."""
         if name == "ParticipantsInvited":
             data = {**data, "participants": [
-                {"ref": participant_ref(p["name"]), "role": p["role"],
+                {"ref": self.participant_ref(p["name"]), "role": p["role"],
                  "organization": p["organization"], "vetted": p["vetted"]}
                 for p in data["participants"]
             ]}
         elif name == "SessionHeld":
             attendees = data.get("attendees", [])
-            data = {**data, "attendees": [participant_ref(a) for a in attendees],
+            data = {**data, "attendees": [self.participant_ref(a) for a in attendees],
                     "attendee_count": len(attendees)}
         return data
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 from enum import StrEnum
 from typing import Any
-from uuid import NAMESPACE_URL, uuid4, uuid5
+from uuid import uuid4
 
 from eventsourcing.domain import Aggregate, event
 
@@ -67,15 +67,6 @@ class ExemptionCategory(StrEnum):
 
 
 _STEP_WORDS = {Step.opinion: "consultation opinion (协商意见)", Step.report: "consultation report (协商报告)"}
-
-
-def participant_ref(name: str) -> str:
-    """A stable pseudonymous reference for a participant's name.
-
-    The same name gets the same ref in invitations and attendance, in every session,
-    so attendance can be matched and counted without the name leaving the sessions store.
-    """
-    return str(uuid5(NAMESPACE_URL, f"consultation:participant:{name.strip()}"))
 
 
 def due_dates(held_on: date, calendar: WorkingCalendar) -> dict[str, dict[str, Any]]:
