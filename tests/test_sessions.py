@@ -384,3 +384,36 @@ def test_publishing_the_2027_calendar_confirms_provisional_deadlines(tmp_path: P
         assert [d["due"] for d in upcoming] == ["2027-01-05", "2027-01-12"]
         wait_for(lambda: "DeadlineConfirmed" in [step["type"] for step in system.trace(topic_id)], 20,
                  "the confirmation in the trace")
+
+
+def test_two_schedulers_racing_on_one_session_record_the_miss_once(settings: Settings) -> None:
+    """Two replicas of the sessions service share a store; both see the same overdue step."""
+    from services.sessions.application import SessionsApplication
+    from services.sessions.domain import Session
+
+    clock = FixedClock(date(2026, 10, 20))
+    first, second = SessionsApplication(settings, clock), SessionsApplication(settings, clock)
+    try:
+        planned = [{"plan_id": "p", "plan_kind": "government", "form": "symposium"}]
+        session = first.schedule_session(planned, topic_id="t", form="symposium", title="座谈会",
+                                         scheduled_for=date(2026, 10, 20), lead_department="县住建局",
+                                         host="县政府办公室")
+        first.hold(session, held_on=date(2026, 10, 20), attendees=["王"], minutes="纪要", minutes_internal=False,
+                   notice_waiver_reason="紧急", recorded_by=None)
+        clock.set(date(2026, 10, 28))
+
+        # The second replica loads the session; the first records the miss before the second saves.
+        load = second.get
+
+        def load_then_lose_the_race(cls: type, aggregate_id: str) -> Session:
+            loaded = load(cls, aggregate_id)
+            assert first.record_missed_deadlines([session]) == [(session, "opinion")]
+            return loaded
+
+        second.get = load_then_lose_the_race  # type: ignore[method-assign]
+        assert second.record_missed_deadlines([session]) == []
+        stored = [n for n in first.notifications(0) if n.topic.endswith(".DeadlineMissed")]
+        assert len(stored) == 1
+    finally:
+        first.close()
+        second.close()
