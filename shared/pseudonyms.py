@@ -43,8 +43,9 @@ def _local_key(path: Path) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        draft.write_text(secrets.token_hex(32))
-        draft.chmod(0o600)
+        # Created owner-only: the key is never readable by others, not even for a moment.
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_hex(32))
         try:
             os.link(draft, path)
         except FileExistsError:

@@ -48,9 +48,9 @@ class Service:
         self.spec = spec
         self.name = spec.name
         self.settings = settings
-        self.clock = clock or Clock()
         self.log = get_logger("service", service=spec.name)
-        self.app = spec.application(settings, self.clock)
+        # The application owns "today" (app.clock); the real clock unless one is injected.
+        self.app = spec.application(settings, clock)
         self.views = open_view_store(settings, spec.name)
         self.projections: dict[str, ViewProjection] = {
             p.name: p(self.views) for p in (*spec.own_projections, *spec.kafka_projections)

@@ -8,6 +8,7 @@ topic, the trace is built from the sessions topic, outcomes reach their topic.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from services.sessions.domain import Role
+from services.sessions.application import SessionsApplication
+from services.sessions.domain import Role, Session
 from services.sessions.projections import SessionViews
 from shared.clock import FixedClock
 from shared.config import OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
@@ -290,8 +292,6 @@ def test_deadline_missed_fires_once_per_step_even_across_a_restart(
 
 def scheduler_rounds(system: RunningSystem, rounds: int) -> None:
     """Let the scheduler (every 0.2 s here) run at least ``rounds`` more times."""
-    import time
-
     time.sleep(rounds * system.settings.deadline_check_interval + 0.5)
 
 
@@ -388,9 +388,6 @@ def test_publishing_the_2027_calendar_confirms_provisional_deadlines(tmp_path: P
 
 def test_two_schedulers_racing_on_one_session_record_the_miss_once(settings: Settings) -> None:
     """Two replicas of the sessions service share a store; both see the same overdue step."""
-    from services.sessions.application import SessionsApplication
-    from services.sessions.domain import Session
-
     clock = FixedClock(date(2026, 10, 20))
     first, second = SessionsApplication(settings, clock), SessionsApplication(settings, clock)
     try:

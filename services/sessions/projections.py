@@ -76,11 +76,23 @@ class SessionViews(ViewProjection):
             raise UnprocessableEvent(f"{e.name} for session {e.subject}, which was never scheduled")
         return session
 
-    def _update(self, e: CloudEvent, txn: ViewTransaction, **changes: Any) -> dict[str, Any]:
-        session = self._session(e, txn)
+    @staticmethod
+    def _put(e: CloudEvent, txn: ViewTransaction, session: dict[str, Any], **changes: Any) -> dict[str, Any]:
         session.update(changes)
         txn.put("session", e.subject, session)
         return session
+
+    def _update(self, e: CloudEvent, txn: ViewTransaction, **changes: Any) -> dict[str, Any]:
+        return self._put(e, txn, self._session(e, txn), **changes)
+
+    @staticmethod
+    def _deadline(e: CloudEvent, txn: ViewTransaction, step: str, **changes: Any) -> None:
+        key = f"{e.subject}/{step}"
+        deadline = txn.get("deadline", key)
+        if deadline is None:
+            raise UnprocessableEvent(f"{e.name} for deadline {key}, which was never set")
+        deadline.update(changes)
+        txn.put("deadline", key, deadline)
 
     def on_SessionScheduled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         txn.put("session", e.subject, {
@@ -105,7 +117,7 @@ class SessionViews(ViewProjection):
 
     def on_ParticipantsInvited(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         session = self._session(e, txn)
-        self._update(e, txn, invited=session["invited"] + len(d["participants"]))
+        self._put(e, txn, session, invited=session["invited"] + len(d["participants"]))
 
     def on_ResearchFiled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._update(e, txn, research_filed=True)
@@ -131,15 +143,9 @@ class SessionViews(ViewProjection):
                 "met_on": None, "missed_on": None,
             })
 
-    def _met(self, e: CloudEvent, txn: ViewTransaction, step: str, on: str) -> None:
-        deadline = txn.get("deadline", f"{e.subject}/{step}")
-        if deadline is not None:
-            deadline["met_on"] = on
-            txn.put("deadline", f"{e.subject}/{step}", deadline)
-
     def on_ConsultationOpinionFormed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._update(e, txn, status="opinion_formed", opinion_formed_on=d["formed_on"])
-        self._met(e, txn, "opinion", d["formed_on"])
+        self._deadline(e, txn, "opinion", met_on=d["formed_on"])
 
     def on_ReportCompiled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._update(e, txn, status="report_compiled", report={
@@ -151,12 +157,12 @@ class SessionViews(ViewProjection):
         session = self._session(e, txn)
         report = {**(session["report"] or {}), "submitted_to": d["submitted_to"],
                   "submitted_on": d["submitted_on"]}
-        self._update(e, txn, status="report_submitted", report=report)
-        self._met(e, txn, "report", d["submitted_on"])
+        self._put(e, txn, session, status="report_submitted", report=report)
+        self._deadline(e, txn, "report", met_on=d["submitted_on"])
 
     def on_InstructionIssued(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         session = self._session(e, txn)
-        self._update(e, txn, status="instructed", instructions=session["instructions"] + 1)
+        self._put(e, txn, session, status="instructed", instructions=session["instructions"] + 1)
         txn.put("instruction", f"{e.subject}/{d['instruction_id']}", {
             "id": d["instruction_id"], "session_id": e.subject, "topic_id": session["topic_id"],
             "title": session["title"], "leader": d["leader"], "text": d["text"],
@@ -175,21 +181,11 @@ class SessionViews(ViewProjection):
         txn.put("instruction", key, instruction)
 
     def on_DeadlineMissed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        key = f"{e.subject}/{d['step']}"
-        deadline = txn.get("deadline", key)
-        if deadline is None:
-            raise UnprocessableEvent(f"missed deadline {key} was never set")
-        deadline["missed_on"] = d["detected_on"]
-        txn.put("deadline", key, deadline)
+        self._deadline(e, txn, d["step"], missed_on=d["detected_on"])
 
     def on_DeadlineConfirmed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        key = f"{e.subject}/{d['step']}"
-        deadline = txn.get("deadline", key)
-        if deadline is None:
-            raise UnprocessableEvent(f"confirmed deadline {key} was never set")
-        deadline.update(due=d["due"], provisional=False, years_without_data=[],
-                        previous_due=d["previous_due"])
-        txn.put("deadline", key, deadline)
+        self._deadline(e, txn, d["step"], due=d["due"], provisional=False, years_without_data=[],
+                       previous_due=d["previous_due"])
 
     def on_EmergencyExemptionRecorded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         txn.put("exemption", e.subject, {
