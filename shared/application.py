@@ -10,7 +10,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Notification, Recording
+from eventsourcing.persistence import Mapper, Notification, Recording, StoredEvent
 
 from shared.clock import Clock
 from shared.config import Settings
@@ -21,6 +21,31 @@ from shared.stores import store_env
 T = TypeVar("T", bound=Aggregate)
 
 _ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+
+
+class EventTooLarge(ValueError):
+    """A command would record an event larger than the relay may publish (HTTP 422)."""
+
+
+class BoundedMapper(Mapper[UUID]):
+    """Refuses, before anything is written, an event too large to ever reach Kafka.
+
+    An event that the broker refuses would otherwise sit in the store forever,
+    unpublished; the field limits of every command keep real requests far below this.
+    """
+
+    def __init__(self, mapper: Mapper[UUID], limit: int):
+        super().__init__(mapper.transcoder, mapper.compressor, mapper.cipher)
+        self.limit = limit
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        stored = super().to_stored_event(domain_event)
+        if len(stored.state) > self.limit:
+            raise EventTooLarge(
+                f"This request would record {len(stored.state):,} bytes in one event; at most "
+                f"{self.limit:,} can be published. Send fewer or shorter entries, in several requests."
+            )
+        return stored
 
 
 def _plain(value: Any) -> Any:
@@ -52,6 +77,9 @@ class ServiceApplication(Application[UUID]):
         # An aggregate's topic is fixed when it is created; remembered per originator.
         self._topics: dict[UUID, str | None] = {}
         super().__init__(env=store_env(settings, self.service))
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return BoundedMapper(super().construct_mapper(), self.settings.max_event_bytes)
 
     # -- followers -------------------------------------------------------------
     def on_saved(self, listener: Callable[[], None]) -> None:

@@ -80,6 +80,19 @@ class Settings(BaseSettings):
     #: Secret for pseudonymous references to people in events (HMAC key, 16+ bytes).
     #: Unset: one is generated in the data directory. Every node must share it.
     pseudonym_key: SecretStr | None = None
+    #: Largest request body accepted, in bytes (HTTP 413 beyond).
+    max_body_bytes: int = 1_048_576
+    #: Largest stored event, in bytes: a command that would record more is refused (422),
+    #: so every accepted event fits in a Kafka message (``kafka_max_message_bytes``).
+    max_event_bytes: int = 524_288
+    #: Largest message the relays send (aiokafka ``max_request_size``; Kafka's default
+    #: broker limit is about 1 MiB). A stored event whose envelope exceeds it is parked.
+    kafka_max_message_bytes: int = Field(1_048_576, validation_alias="KAFKA_MAX_MESSAGE_BYTES")
+    #: Seconds between a relay's checks that the broker still holds what it published
+    #: (a broker that restarted empty) and that every topic exists.
+    broker_check_interval: float = 5.0
+    #: Events a relay may fall behind its store before health says degraded.
+    relay_lag_alert: int = 1_000
     #: Log rendering: JSON lines, pretty console, or pretty only on a terminal.
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -1,15 +1,24 @@
-"""HTTP conventions of the contract: 201 with an id, 404, 409 with why, 422 naming field and rule."""
+"""HTTP conventions of the contract: 201 with an id, 404, 409 with why, 422 naming field and rule.
+
+Every error, including the framework's own (unknown route, wrong method, a body
+too large or not UTF-8), answers in one shape: ``{"detail", "rule", "errors"?}``.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from eventsourcing.persistence import RecordConflictError
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.application import EventTooLarge
 from shared.domain import NotFound, Refused
 
 
@@ -34,8 +43,13 @@ class Problem(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "Unknown id"},
     409: {"model": Problem, "description": "Not allowed in the current state; says why"},
+    413: {"model": Problem, "description": "Request body larger than the service accepts"},
     422: {"model": Problem, "description": "Malformed request; names each field and rule"},
 }
+
+#: What the framework's own refusals mean, in the contract's terms.
+_HTTP_RULES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+               415: "unsupported_media_type"}
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -43,7 +57,89 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _problem(status: int, detail: str, rule: str, field: str | None = None) -> JSONResponse:
+    content: dict[str, Any] = {"detail": detail, "rule": rule}
+    if field is not None:
+        content["errors"] = [{"field": field, "rule": rule, "message": detail}]
+    return JSONResponse(status_code=status, content=content)
+
+
+class RequestGuard:
+    """Refuses, before any route runs, what no route should see.
+
+    - A path with NUL or another control character names nothing here (404):
+      without this, such a path reaches the stores, and PostgreSQL refuses NUL
+      in text with an error that would surface as a 500.
+    - A query with control characters is malformed (422).
+    - A body larger than ``max_body`` bytes is refused (413), whether its size is
+      announced or it is streamed.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int):
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = unquote(scope.get("query_string", b"").decode("latin-1"))
+        if _has_control(scope.get("path", "")):
+            refusal = _problem(404, "No resource has a name with control characters.", "not_found")
+        elif _has_control(query):
+            refusal = _problem(422, "query: must not contain control characters", "control_character", "query")
+        elif int(dict(scope.get("headers", ())).get(b"content-length", b"0") or 0) > self.max_body:
+            refusal = _too_large(self.max_body)
+        else:
+            await self.app(scope, self._counting(receive), send)
+            return
+        await refusal(scope, receive, send)
+
+    def _counting(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                raise HTTPException(413)
+            return message
+
+        return counted
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _problem(413, f"The request body is larger than the {limit:,} bytes this service accepts.",
+                    "body_too_large", "body")
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def install_error_handlers(app: FastAPI, max_body: int) -> None:
+    app.add_middleware(RequestGuard, max_body=max_body)
+
+    @app.exception_handler(HTTPException)
+    async def framework(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI answers 400 for a body it cannot decode (not UTF-8, say);
+            # the contract says 422 for any malformed request.
+            return _problem(422, "body: must be JSON text in UTF-8", "json_invalid", "body")
+        if exc.status_code == 413:
+            return _too_large(max_body)
+        rule = _HTTP_RULES.get(exc.status_code, "http_error")
+        detail = {404: "No such resource."}
+        return JSONResponse(
+            status_code=exc.status_code,
+            content={"detail": detail.get(exc.status_code, str(exc.detail)), "rule": rule},
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(EventTooLarge)
+    async def too_large(_: Request, exc: EventTooLarge) -> JSONResponse:
+        return _problem(422, str(exc), "event_too_large", "body")
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [

@@ -7,6 +7,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from shared.clock import Clock
 from shared.config import Settings
@@ -46,15 +50,29 @@ def create_app(
         version="1",
         description="Topics, plans, sessions, proposals, opinions, feedback and traces.",
         lifespan=lifespan,
+        # Swagger UI from the installed package, not a CDN: government networks are often closed.
+        docs_url=None,
+        redoc_url=None,
     )
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} — API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
     app.state.services = services
     for service in services.values():
         app.include_router(service.router())
-    install_error_handlers(app)
+    install_error_handlers(app, settings.max_body_bytes)
     return app
 
 
 def serve(settings: Settings, names: Sequence[str], host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(settings, names), host=host, port=port, log_level="warning")
+    # log_config=None: uvicorn's own lines go through the structured logs (shared.logs).
+    uvicorn.run(create_app(settings, names), host=host, port=port, log_level="warning", log_config=None)

@@ -55,9 +55,32 @@ class Deadline:
     years_without_data: tuple[int, ...] = ()
 
 
+#: The calendar answers for these years only: commands accept dates in 2000–2100,
+#: and a deadline counted from 2100-12-31 may reach a little into 2101.
+FIRST_YEAR, LAST_YEAR = 1999, 2101
+#: No rule counts further than this (the longest is 20 working days).
+MAX_WORKING_DAYS = 1_000
+
+
+def _within_bounds(*days: date) -> None:
+    for day in days:
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise ValueError(f"{day} lies outside the calendar ({FIRST_YEAR}–{LAST_YEAR})")
+
+
+def _weekdays(start: date, stop: date) -> int:
+    """Monday–Friday days in [start, stop)."""
+    days = (stop - start).days
+    full_weeks, rest = divmod(days, 7)
+    first = start.weekday()
+    return full_weeks * 5 + sum(1 for i in range(rest) if (first + i) % 7 < 5)
+
+
 @dataclass
 class WorkingCalendar:
     extra: dict[int, YearSchedule] = field(default_factory=dict)
+    _known: dict[int, bool] = field(default_factory=dict, repr=False)
+    _totals: dict[int, int] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, directory: Path | None = None) -> WorkingCalendar:
@@ -71,6 +94,8 @@ class WorkingCalendar:
 
     def add(self, schedule: YearSchedule) -> None:
         self.extra[schedule.year] = schedule
+        self._known.pop(schedule.year, None)
+        self._totals.pop(schedule.year, None)
 
     def has_official_data(self, year: int) -> bool:
         if year in self.extra:
@@ -99,20 +124,44 @@ class WorkingCalendar:
         """Working days strictly after ``start`` and strictly before ``end``.
 
         Notice served on ``start`` for a session on ``end``: the days in between
-        are the preparation time the participants actually get.
+        are the preparation time the participants actually get. Years without
+        official data are counted Monday–Friday by arithmetic, so a span of a
+        century costs milliseconds, not a walk through every day.
         """
-        count, missing = 0, set()
-        day = start + timedelta(days=1)
-        while day < end:
-            working, official = self.is_working_day(day)
-            count += working
-            if not official:
-                missing.add(day.year)
-            day += timedelta(days=1)
-        return Count(count, bool(missing), tuple(sorted(missing)))
+        _within_bounds(start, end)
+        count, missing = 0, []
+        first = start + timedelta(days=1)
+        while first < end:
+            stop = min(end, date(first.year + 1, 1, 1))
+            if self._official(first.year):
+                count += self._working_days_in(first, stop)
+            else:
+                count += _weekdays(first, stop)
+                missing.append(first.year)
+            first = stop
+        return Count(count, bool(missing), tuple(missing))
+
+    def _working_days_in(self, first: date, stop: date) -> int:
+        """Working days in [first, stop) within one official year; whole years are remembered."""
+        whole = first == date(first.year, 1, 1) and stop == date(first.year + 1, 1, 1)
+        if whole and first.year in self._totals:
+            return self._totals[first.year]
+        n = sum(self.is_working_day(first + timedelta(days=i))[0] for i in range((stop - first).days))
+        if whole:
+            self._totals[first.year] = n
+        return n
+
+    def _official(self, year: int) -> bool:
+        known = self._known.get(year)
+        if known is None:
+            known = self._known[year] = self.has_official_data(year)
+        return known
 
     def add_working_days(self, start: date, days: int) -> Deadline:
         """The ``days``-th working day after ``start`` (before it, for negative ``days``)."""
+        if abs(days) > MAX_WORKING_DAYS:
+            raise ValueError(f"{days} working days is beyond what any rule counts")
+        _within_bounds(start)
         missing: set[int] = set()
         step = timedelta(days=1 if days >= 0 else -1)
         day, left = start, abs(days)

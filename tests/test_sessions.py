@@ -118,7 +118,7 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     refused(system, f"/sessions/{changed}/notice", {"served_on": "2026-10-01", "materials": ["x"]},
             409, "session_cancelled", "议题已并入听证会")
     refused(system, "/sessions", {**body, "form": "tea_party"}, 422, "enum")
-    refused(system, "/sessions", {**body, "scheduled_for": "2026-10-32"}, 422, "date_from_datetime_parsing")
+    refused(system, "/sessions", {**body, "scheduled_for": "2026-10-32"}, 422, "date_format", "YYYY-MM-DD")
 
     # A topic added by amendment is planned too.
     approved = plan(system)

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from shared.fields import Month, Name, Text, Year
 from shared.forms import Form
 from shared.http import ERROR_RESPONSES, Command, Created
 from shared.service import Service
@@ -18,16 +19,12 @@ from services.catalog import projections as q
 from services.catalog.application import CatalogApplication
 from services.catalog.domain import ContentType, Plan, PlanKind, Source, Topic
 
-Text = Field(min_length=1, max_length=10_000)
-Name = Field(min_length=1, max_length=200)
-MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-
 
 class TopicIn(Command):
-    title: str = Name
-    description: str = Text
+    title: Name
+    description: Text
     source: Source
-    proposer: str = Name
+    proposer: Name
     content_type: ContentType
     proposal_id: UUID | None = Field(None, description="required when source is 'proposal'")
 
@@ -42,8 +39,8 @@ class TopicIn(Command):
 
 class ScreeningIn(Command):
     decision: Literal["accepted", "rejected"]
-    screened_by: str = Name
-    reason: str | None = Field(None, validate_default=True, max_length=10_000)
+    screened_by: Name
+    reason: Text | None = Field(None, validate_default=True)
 
     @field_validator("reason")
     @classmethod
@@ -54,39 +51,39 @@ class ScreeningIn(Command):
 
 
 class PlanIn(Command):
-    year: int = Field(ge=2000, le=2100)
+    year: Year
     kind: PlanKind
-    issuer: str = Name
+    issuer: Name
 
 
 class ItemFields(Command):
     topic_id: UUID
     form: Form
-    lead_department: str = Name
-    scheduled_month: str = Field(pattern=MONTH, description="YYYY-MM")
-    participant_scope: str = Field("", max_length=2_000)
+    lead_department: Name
+    scheduled_month: Month
+    participant_scope: Text = ""
 
 
 class ItemIn(ItemFields):
-    internal_note: str | None = Field(None, max_length=2_000, description="never shown to the public")
-    added_by: str | None = Field(None, max_length=200)
+    internal_note: Text | None = Field(None, description="never shown to the public")
+    added_by: Name | None = None
 
 
 class ReviewIn(Command):
-    reviewed_by: str = Name
+    reviewed_by: Name
 
 
 class ApprovalIn(Command):
-    approved_by: str = Name
+    approved_by: Name
 
 
 class PublicationIn(Command):
-    published_by: str | None = Field(None, max_length=200)
+    published_by: Name | None = None
 
 
 class AmendmentIn(ItemFields):
-    reason: str = Text
-    approved_by: str = Name
+    reason: Text
+    approved_by: Name
 
 
 def topic_out(t: Topic) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from shared.fields import Day, Flag, Line, Name, Text, items
 from shared.forms import Form
 from shared.http import ERROR_RESPONSES, Command, Created
 from shared.service import Service
@@ -18,101 +19,108 @@ from services.sessions import projections as q
 from services.sessions.application import SessionsApplication
 from services.sessions.domain import Exemption, ExemptionCategory, Role, Session
 
-Text = Field(min_length=1, max_length=20_000)
-Name = Field(min_length=1, max_length=200)
-By = Field(None, min_length=1, max_length=200)
+#: Participants invited in one request; a larger gathering is invited in several.
+MAX_PARTICIPANTS = 200
+#: Materials listed in one notice, attendees in one record, bodies or departments in one list.
+MAX_MATERIALS = 100
+MAX_ATTENDEES = 500
+MAX_BODIES = 50
+MAX_OPINIONS = 1_000
 
 
 class ScheduleIn(Command):
     topic_id: UUID
     form: Form
-    title: str = Name
-    scheduled_for: date
-    lead_department: str = Name
-    host: str = Name
-    form_change_reason: str | None = Field(
-        None, max_length=2_000, description="required when the form differs from the plan's")
+    title: Name
+    scheduled_for: Day
+    lead_department: Name
+    host: Name
+    form_change_reason: Text | None = Field(
+        None, description="required when the form differs from the plan's")
 
 
 class RescheduleIn(Command):
-    scheduled_for: date
-    reason: str = Text
-    decided_by: str = Name
+    scheduled_for: Day
+    reason: Text
+    decided_by: Name
 
 
 class CancellationIn(Command):
-    reason: str = Text
-    decided_by: str = Name
+    reason: Text
+    decided_by: Name
 
 
 class Participant(Command):
-    name: str = Name
+    name: Name
     role: Role
-    organization: str = Name
-    vetted: bool = Field(False, description="vetted (审核) — required for grassroots rooms")
-    vetted_by: str | None = By
+    organization: Name
+    vetted: Flag = Field(False, description="vetted (审核) — required for grassroots rooms")
+    vetted_by: Name | None = None
 
 
 class InvitationsIn(Command):
-    participants: list[Participant] = Field(min_length=1)
-    invited_by: str | None = By
+    participants: items(Participant, MAX_PARTICIPANTS) = Field(  # type: ignore[valid-type]
+        description=f"at most {MAX_PARTICIPANTS} per request")
+    invited_by: Name | None = None
 
 
 class ResearchIn(Command):
-    summary: str = Text
-    filed_by: str = Name
+    summary: Text
+    filed_by: Name
 
 
 class NoticeIn(Command):
-    served_on: date
-    materials: list[str] = Field(min_length=1, description="titles of the materials sent")
-    served_by: str | None = By
+    served_on: Day
+    materials: items(Line, MAX_MATERIALS) = Field(  # type: ignore[valid-type]
+        description="titles of the materials sent")
+    served_by: Name | None = None
 
 
 class HeldIn(Command):
-    held_on: date
-    attendees: list[str] = Field(min_length=1)
-    minutes: str = Text
-    minutes_internal: bool = Field(False, description="internal minutes never reach the public")
-    notice_waiver_reason: str | None = Field(None, max_length=2_000)
-    recorded_by: str | None = By
+    held_on: Day
+    attendees: items(Name, MAX_ATTENDEES)  # type: ignore[valid-type]
+    minutes: Text
+    minutes_internal: Flag = Field(False, description="internal minutes never reach the public")
+    notice_waiver_reason: Text | None = None
+    recorded_by: Name | None = None
 
 
 class OpinionIn(Command):
-    summary: str = Text
-    formed_by: str = Name
+    summary: Text
+    formed_by: Name
 
 
 class ReportIn(Command):
-    summary: str = Text
-    compiled_by: str = Name
-    opinion_ids: list[UUID]
+    summary: Text
+    compiled_by: Name
+    opinion_ids: items(UUID, MAX_OPINIONS, least=0)  # type: ignore[valid-type]
 
 
 class SubmissionIn(Command):
-    submitted_to: list[str] = Field(min_length=1, description="e.g. 县委, 县政府")
-    submitted_by: str | None = By
+    submitted_to: items(Name, MAX_BODIES) = Field(  # type: ignore[valid-type]
+        description="e.g. 县委, 县政府")
+    submitted_by: Name | None = None
 
 
 class InstructionIn(Command):
-    leader: str = Name
-    text: str = Text
-    departments: list[str] = Field(min_length=1)
+    leader: Name
+    text: Text
+    departments: items(Name, MAX_BODIES)  # type: ignore[valid-type]
 
 
 class ImplementationIn(Command):
-    department: str = Name
-    note: str = Text
-    reported_by: str | None = By
+    department: Name
+    note: Text
+    reported_by: Name | None = None
 
 
 class ExemptionIn(Command):
-    decision: str = Text
+    decision: Text
     category: ExemptionCategory
-    reason: str = Text
-    decided_by: str = Name
-    department: str = Name
-    decided_on: date
+    reason: Text
+    decided_by: Name
+    department: Name
+    decided_on: Day
     topic_id: UUID | None = None
 
 
