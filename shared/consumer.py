@@ -8,6 +8,7 @@ and a dead-letter topic for what cannot be processed.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
@@ -15,8 +16,8 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
-from shared.config import DEADLETTER_TOPIC, Settings
-from shared.envelope import CloudEvent
+from shared.config import DEADLETTER_TOPIC, SERVICE_TOPICS, Settings
+from shared.envelope import CloudEvent, origin_problem
 from shared.logs import bind, get_logger
 from shared.projection import UnprocessableEvent, ViewProjection
 
@@ -40,12 +41,17 @@ async def dead_letter(
 
 def attach(
     broker: KafkaBroker, settings: Settings, projection: ViewProjection, group_id: str
-) -> None:
-    """Subscribe ``projection`` to its Kafka topics in consumer group ``group_id``."""
+) -> Any:
+    """Subscribe ``projection`` to its Kafka topics in consumer group ``group_id``.
+
+    Returns the subscriber, whose state ``health`` reports.
+    """
     log = get_logger("consumer", projection=projection.name, group=group_id)
     deadletters = settings.topic(DEADLETTER_TOPIC)
+    services = frozenset(SERVICE_TOPICS)
+    publisher_of = {settings.topic(topic): service for service, topic in SERVICE_TOPICS.items()}
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         *(settings.topic(t) for t in projection.kafka_topics),
         group_id=group_id,
         auto_offset_reset="earliest",
@@ -55,6 +61,8 @@ def attach(
         max_poll_interval_ms=60_000,
         title=f"{group_id}",
     )
+
+    @subscriber
     async def consume(message: KafkaMessage) -> None:
         record: ConsumerRecord = message.raw_message  # type: ignore[assignment]
         try:
@@ -66,6 +74,11 @@ def attach(
             )
             log.warning("invalid envelope sent to dead letters", reason=reason, offset=record.offset)
             await dead_letter(broker, deadletters, record, group_id, f"invalid CloudEvent: {reason}")
+            return
+        problem = origin_problem(event, services, publisher_of.get(record.topic))
+        if problem is not None:
+            log.warning("message of unknown origin sent to dead letters", reason=problem, offset=record.offset)
+            await dead_letter(broker, deadletters, record, group_id, f"not a genuine event: {problem}")
             return
         with bind(event_id=event.id, notification_id=event.sequence, correlation_id=message.correlation_id):
             try:
@@ -81,3 +94,20 @@ def attach(
                 raise
             if not applied:
                 log.debug("duplicate ignored", type=event.type)
+
+    return subscriber
+
+
+def consumer_state(subscriber: Any, projection: ViewProjection, group_id: str) -> dict[str, Any]:
+    """One Kafka-fed projection as ``health`` shows it."""
+    consumer = getattr(subscriber, "consumer", None)
+    tasks = getattr(subscriber, "tasks", [])
+    running = bool(getattr(subscriber, "running", False)) and consumer is not None and all(
+        not t.done() for t in tasks)
+    return {
+        "projection": projection.name,
+        "group": group_id,
+        "running": running,
+        "assigned_partitions": len(consumer.assignment()) if consumer is not None else 0,
+        "applied": projection.applied,
+    }

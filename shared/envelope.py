@@ -50,3 +50,24 @@ class CloudEvent(BaseModel):
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
+
+
+def origin_problem(event: CloudEvent, services: frozenset[str], topic_service: str | None) -> str | None:
+    """Why ``event`` cannot be the event its envelope claims to be, or None.
+
+    An event is recognised by its id, and the id is derived by the publishing
+    service from (service, aggregate, version): a message whose id does not match
+    what it claims, from a source that is no service of ours, or on a topic its
+    source does not publish to, is not ours. Anyone who can write to a topic can
+    still derive a valid id; in production Kafka ACLs let only each service write
+    its own topic (README: "What protects the topics").
+    """
+    if event.service not in services:
+        return f"source {event.source} is not a service of this system"
+    if topic_service is not None and event.service != topic_service:
+        return f"source {event.source} does not publish to this topic"
+    if event.version is None:
+        return "version is missing, so the event cannot be identified"
+    if event.id != event_id(event.service, event.subject, event.version):
+        return "id is not the one its source derives from (service, subject, version)"
+    return None

@@ -1,4 +1,4 @@
-"""Following a service's notification log: the outbox relay and own-log projections.
+"""Following a service's notification log: own-log projections, and the base of the relay.
 
 eventsourcing's ``subscribe()`` does not work on SQLite, so both poll the log
 (``select_notifications``) from a tracked position, woken early after each save.
@@ -9,13 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from eventsourcing.persistence import Tracking
-from faststream.kafka import KafkaBroker
-
 from shared.application import ServiceApplication
-from shared.config import OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
-from shared.kafka import ensure_topics, publish, topic_is_empty
-from shared.logs import bind, get_logger
+from shared.config import Settings
+from shared.logs import get_logger
 from shared.projection import ViewProjection
 
 
@@ -50,6 +46,12 @@ class LogFollower:
     async def recover(self) -> None:
         """Called before retrying after a failure."""
 
+    async def idle(self) -> None:
+        """Called before each batch: room for periodic checks."""
+
+    def failed(self, error: BaseException) -> None:
+        """Called on each failure, before the pause."""
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         backoff = 0.1
@@ -59,6 +61,7 @@ class LogFollower:
                 if failed:
                     await self.recover()
                     failed = False
+                await self.idle()
                 after = await self.position()
                 batch = await asyncio.to_thread(self.app.notifications, after, self.batch_size)
                 if batch:
@@ -75,58 +78,10 @@ class LogFollower:
                 raise
             except Exception as error:  # noqa: BLE001 - a follower must outlive outages
                 failed = True
+                self.failed(error)
                 self.log.warning("follower failed; will retry", error=repr(error), backoff=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
-
-
-class Relay(LogFollower):
-    """The durable outbox: publishes every stored event to the service's Kafka topic.
-
-    The position is recorded in the event store only after the broker acknowledged,
-    so a crash between commit and publish loses nothing; an event may be published
-    twice after a crash, with the same CloudEvent id, which consumers recognise.
-    """
-
-    recover_on_start = True  # the broker may have restarted empty while we were down
-
-    def __init__(self, app: ServiceApplication, settings: Settings, broker: KafkaBroker):
-        super().__init__(app, settings, "relay")
-        self.broker = broker
-        self.topic = settings.topic(SERVICE_TOPICS[app.service])
-        self.outcomes_topic = settings.topic(OUTCOMES_TOPIC)
-        self.tracking = app.factory.tracking_recorder()
-        self.tracking_name = f"relay:{self.topic}"
-        self._stored = self.tracking.max_tracking_id(self.tracking_name) or 0
-        self._position = self._stored
-        self.published = 0
-
-    async def position(self) -> int:
-        return self._position
-
-    async def recover(self) -> None:
-        await ensure_topics(self.settings)
-        if self._position and await topic_is_empty(self.settings, self.topic):
-            # The broker came back without its data (the embedded broker keeps
-            # none): the store is the system of record, so publish it all again.
-            self.log.warning("broker lost its log; republishing from the store", topic=self.topic)
-            self._position = 0
-
-    async def process(self, notifications: list[Any]) -> None:
-        pending = []
-        for event in self.app.envelopes(notifications):
-            with bind(event_id=event.id, notification_id=event.sequence):
-                pending.append(await publish(self.broker, self.topic, event))
-                if event.name in self.app.outcomes:
-                    pending.append(await publish(self.broker, self.outcomes_topic, self.app.outcome(event)))
-        await asyncio.gather(*pending)
-        last = notifications[-1].id
-        if last > self._stored:
-            await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.tracking_name, last))
-            self._stored = last
-        self._position = last
-        self.published += len(notifications)
-        self.log.debug("published", topic=self.topic, upto=last, count=len(notifications))
 
 
 class ProjectionFollower(LogFollower):
@@ -144,6 +99,6 @@ class ProjectionFollower(LogFollower):
 
         def apply_all() -> None:
             for event in events:
-                self.projection.handle(event)
+                self.projection.handle(event, self.projection.position_tracking(event))
 
         await asyncio.to_thread(apply_all)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 from collections.abc import Iterable
 
+import aiokafka.client
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
+from aiokafka.protocol.metadata import MetadataRequest
 from faststream.kafka import KafkaBroker
 
 from shared.config import ALL_TOPICS, Settings
@@ -15,6 +24,19 @@ from shared.envelope import CONTENT_TYPE, CloudEvent
 from shared.logs import get_logger
 
 log = get_logger("kafka")
+
+# Topics are created by the services, with the configured partitions, never by a
+# producer's metadata request: a broker that restarted empty would otherwise
+# auto-create a topic with its own default partition count the moment a relay
+# publishes, and the relay could not tell the new log from the old one. aiokafka
+# always asks for auto-creation and has no setting for it, so its metadata request
+# is built with the flag off (brokers honour it from metadata v4 on).
+aiokafka.client.MetadataRequest = functools.partial(  # type: ignore[misc]
+    MetadataRequest, allow_auto_topic_creation=False
+)
+
+#: Broker refusals that no retry can fix: the message itself is the problem.
+UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 
 def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
@@ -28,6 +50,7 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
         client_id=client_id,
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
+        max_request_size=settings.kafka_max_message_bytes,
         request_timeout_ms=15_000,
         metadata_max_age_ms=5_000,
         logger=None,
@@ -35,56 +58,93 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
     )
 
 
-async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS) -> None:
-    """Create the contract's topics where they do not exist (a fresh broker has none)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000
-    )
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [settings.topic(t) for t in topics]
-        missing = [t for t in wanted if t not in existing]
-        if missing:
-            try:
-                await admin.create_topics(
-                    [
-                        NewTopic(t, settings.kafka_partitions, settings.kafka_replication)
-                        for t in missing
-                    ]
-                )
-            except TopicAlreadyExistsError:
-                pass
-            log.info("topics created", topics=missing)
-    finally:
-        await admin.close()
+class BrokerProbe:
+    """What a relay asks the broker between publications, over connections kept open.
 
-
-async def topic_is_empty(settings: Settings, topic: str) -> bool:
-    """True when ``topic`` (as named on the broker) never held a message (end offsets all 0).
-
-    Retention deletes old messages but never rewinds end offsets, so an empty
-    topic under a relay that has published before means the broker lost its data.
+    Which topics exist (creating the contract's missing ones with the configured
+    partitions) and how far each partition's log reaches. Any failure closes the
+    connections, so the next call starts afresh against a broker that came back.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-    )
-    await consumer.start()
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def _open(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        if self._admin is None or self._consumer is None:
+            bootstrap = self.settings.kafka_bootstrap_servers
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000
+            )
+            try:
+                await admin.start()
+                await consumer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await admin.close()
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                raise
+            self._admin, self._consumer = admin, consumer
+        return self._admin, self._consumer
+
+    async def close(self) -> None:
+        admin, consumer, self._admin, self._consumer = self._admin, self._consumer, None, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                await admin.close()
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def ensure_topics(self, topics: Iterable[str] = ALL_TOPICS) -> list[str]:
+        """Create the contract's topics that do not exist; returns those created."""
+        try:
+            admin, _ = await self._open()
+            existing = set(await admin.list_topics())
+            missing = [t for t in (self.settings.topic(t) for t in topics) if t not in existing]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics([
+                        NewTopic(t, self.settings.kafka_partitions, self.settings.kafka_replication)
+                        for t in missing
+                    ])
+                log.info("topics created", topics=missing)
+            return missing
+        except BaseException:
+            await self.close()
+            raise
+
+    async def end_offsets(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+        """The next offset of every partition of ``topics`` (as named on the broker).
+
+        Retention deletes old messages but never moves an end offset back, so an end
+        offset below one the broker acknowledged to us means it lost its log.
+        """
+        try:
+            _, consumer = await self._open()
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh partitions
+            wanted = [
+                TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())
+            ]
+            if not wanted:
+                return {}
+            ends = await consumer.end_offsets(wanted)
+            return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+        except BaseException:
+            await self.close()
+            raise
+
+
+async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS) -> list[str]:
+    """Create the contract's topics where they do not exist (a fresh broker has none)."""
+    probe = BrokerProbe(settings)
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        for _ in range(20):
-            if partitions:
-                break
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await asyncio.sleep(0.1)
-        if not partitions:
-            return True
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return all(offset == 0 for offset in ends.values())
+        return await probe.ensure_topics(topics)
     finally:
-        await consumer.stop()
+        await probe.close()
 
 
 async def publish(

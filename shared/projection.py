@@ -23,15 +23,25 @@ class UnprocessableEvent(Exception):
 class ViewProjection(Projection[ViewStore]):  # type: ignore[type-var]
     """Applies each event to documents in the view store, exactly once.
 
-    The tracking record ``<projection>:<source service>`` / ``sequence`` is written
-    in the same transaction as the documents, so a redelivered or re-published
-    event changes nothing.
+    A tracking record is written in the same transaction as the documents, so a
+    redelivered or re-published event changes nothing. Events from Kafka are
+    recognised by what identifies them, ``<projection>:<service>:<subject>`` /
+    ``version`` (the CloudEvent id is derived from exactly these), never by a
+    position a message merely claims. A view fed from its own service's log is
+    tracked by that log's position, which the follower resumes from.
     """
 
     #: Kafka topics this projection follows when fed from the broker.
     kafka_topics: ClassVar[tuple[str, ...]] = ()
 
     def tracking(self, event: CloudEvent) -> Tracking:
+        """The event's identity: one record per (service, aggregate, version)."""
+        if event.version is None:
+            raise UnprocessableEvent("version is missing, so the event cannot be identified")
+        return Tracking(f"{self.name}:{event.service}:{event.subject}", event.version)
+
+    def position_tracking(self, event: CloudEvent) -> Tracking:
+        """The event's position in its own service's log (for own-log followers)."""
         return Tracking(f"{self.name}:{event.service}", event.sequence)
 
     def process_event(self, domain_event: CloudEvent, tracking: Tracking) -> None:  # type: ignore[override]

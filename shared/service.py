@@ -18,9 +18,10 @@ from fastapi.responses import JSONResponse
 from shared.application import ServiceApplication
 from shared.clock import Clock
 from shared.config import Settings
-from shared.consumer import attach
-from shared.follower import ProjectionFollower, Relay
+from shared.consumer import attach, consumer_state
+from shared.follower import ProjectionFollower
 from shared.kafka import ensure_topics, make_broker
+from shared.relay import Relay
 from shared.logs import get_logger
 from shared.projection import ViewProjection
 from shared.stores import open_view_store
@@ -56,8 +57,11 @@ class Service:
             p.name: p(self.views) for p in (*spec.own_projections, *spec.kafka_projections)
         }
         self.broker: KafkaBroker = make_broker(settings, client_id=f"consult-{spec.name}")
-        for cls in spec.kafka_projections:
-            attach(self.broker, settings, self.projections[cls.name], self.group_id(cls.name))
+        self.subscribers = [
+            (self.projections[cls.name], self.group_id(cls.name),
+             attach(self.broker, settings, self.projections[cls.name], self.group_id(cls.name)))
+            for cls in spec.kafka_projections
+        ]
         self.relay = Relay(self.app, settings, self.broker)
         self.followers = [
             ProjectionFollower(self.app, settings, self.projections[p.name])
@@ -106,28 +110,51 @@ class Service:
         self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        with contextlib.suppress(Exception):
+            await self.relay.probe.close()
+        self.relay.close()
         self.app.close()
         with contextlib.suppress(Exception):
             self.views.datastore.close()
+
+    # -- health ----------------------------------------------------------------
+    async def health(self) -> tuple[dict[str, Any], int]:
+        """200 when the store and the broker answer (the contract); ``status`` says
+        ``degraded`` with the ``problems`` when events are parked, the relay is far
+        behind or stuck, or a consumer stopped."""
+        stored: int | None = None
+        with contextlib.suppress(Exception):
+            stored = await asyncio.to_thread(self.app.max_position)
+        broker = False
+        if self.broker_connected:
+            with contextlib.suppress(Exception):
+                broker = bool(await self.broker.ping(timeout=2.0))
+        problems = [] if stored is not None else ["the store does not answer"]
+        if not broker:
+            problems.append("the broker does not answer")
+        relay = self.relay.status(stored or 0)
+        if not self.settings.relay_enabled:
+            relay["problems"].append("the relay is turned off on this node (CONSULT_RELAY_ENABLED)")
+        problems += relay.pop("problems")
+        consumers = [consumer_state(sub, p, g) for p, g, sub in self.subscribers]
+        if self.broker_connected:
+            problems += [f"consumer {c['group']} is not running" for c in consumers if not c["running"]]
+        reachable = stored is not None and broker
+        body = {
+            "service": self.name, "status": "ok" if not problems else "degraded",
+            "store": stored is not None, "broker": broker, "problems": problems,
+            "relay": relay, "consumers": consumers,
+        }
+        return body, 200 if reachable else 503
 
     # -- HTTP ------------------------------------------------------------------
     def router(self) -> APIRouter:
         router = APIRouter(tags=[self.name])
 
-        @router.get(f"/{self.name}/health", summary=f"{self.name}: store and broker reachable")
+        @router.get(f"/{self.name}/health",
+                    summary=f"{self.name}: store and broker reachable; relay lag and consumers")
         async def health() -> JSONResponse:
-            checks = {"store": False, "broker": False}
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.app.max_position)
-                checks["store"] = True
-            if self.broker_connected:
-                with contextlib.suppress(Exception):
-                    checks["broker"] = bool(await self.broker.ping(timeout=2.0))
-            ok = all(checks.values())
-            return JSONResponse(
-                status_code=200 if ok else 503,
-                content={"service": self.name, "status": "ok" if ok else "degraded", **checks},
-            )
+            return JSONResponse(*await self.health())
 
         # The prefix goes on the service's own routes, so ``POST /sessions`` can be "" there.
         router.include_router(self.spec.routes(self), prefix=f"/{self.name}")

@@ -39,7 +39,7 @@ def _ensure_schema(settings: Settings, schema: str) -> None:
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
 
 
-def store_env(settings: Settings, service: str, label: str = "") -> dict[str, str]:
+def store_env(settings: Settings, service: str, label: str = "", pool_size: int = 4) -> dict[str, str]:
     """eventsourcing settings for one store of one service."""
     if settings.postgres:
         schema = schema_name(settings, service, label)
@@ -52,8 +52,8 @@ def store_env(settings: Settings, service: str, label: str = "") -> dict[str, st
             "POSTGRES_PASSWORD": settings.postgres_password,
             "POSTGRES_DBNAME": settings.postgres_dbname,
             "POSTGRES_SCHEMA": schema,
-            "POSTGRES_POOL_SIZE": "4",
-            "POSTGRES_MAX_OVERFLOW": "8",
+            "POSTGRES_POOL_SIZE": str(pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
         }
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     filename = f"{service}-{label}.sqlite" if label else f"{service}-events.sqlite"
@@ -181,8 +181,8 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
 ViewStore = SQLiteViewStore | PostgresViewStore
 
 
-def open_view_store(settings: Settings, service: str, label: str = "views") -> ViewStore:
-    env = {**store_env(settings, service, label), "SINGLE_ROW_TRACKING": "f"}
+def open_view_store(settings: Settings, service: str, label: str = "views", pool_size: int = 4) -> ViewStore:
+    env = {**store_env(settings, service, label, pool_size), "SINGLE_ROW_TRACKING": "f"}
     factory = InfrastructureFactory.construct(Environment(f"{service}_{label}", env))
     cls = PostgresViewStore if settings.postgres else SQLiteViewStore
     return factory.tracking_recorder(cls)  # type: ignore[arg-type,return-value]

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.config import SERVICE_TOPICS, Settings
 from shared.embedded import EmbeddedBroker, free_port, port_open
-from shared.envelope import CloudEvent
+from shared.envelope import CloudEvent, event_id
 from tests.harness import RunningSystem, read_topic, wait_for
 
 TOPIC = {
@@ -67,13 +67,16 @@ def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> No
     asyncio.run(run())
 
 
-def foreign_event(sequence: int, topic_id: str | None = None, name: str = "TopicProposed") -> CloudEvent:
-    """A catalog-shaped event produced straight onto the topic, as another node would."""
+def foreign_event(sequence: int, topic_id: str | None = None, name: str = "TopicProposed",
+                  version: int = 1) -> CloudEvent:
+    """A genuine catalog event produced straight onto the topic, as another catalog node would:
+    its id is the one the catalog derives from (service, subject, version)."""
     subject = topic_id or str(uuid.uuid4())
     return CloudEvent(
-        id=str(uuid.uuid4()), source="/consultation/catalog", type=f"consultation.catalog.{name}.v1",
-        subject=subject, time=datetime.now(UTC), data={"title": f"t{sequence}"},
-        topicid=subject, sequence=sequence, actor="tester",
+        id=event_id("catalog", subject, version), source="/consultation/catalog",
+        type=f"consultation.catalog.{name}.v1", subject=subject, time=datetime.now(UTC),
+        data={"title": f"t{sequence}"}, topicid=subject, sequence=sequence, actor="tester",
+        version=version,
     )
 
 
@@ -99,11 +102,19 @@ def test_topic_reaches_the_trace_through_kafka(system: RunningSystem) -> None:
     assert event["sequence"] >= 1 and event["id"] == steps[0]["event_id"]
 
 
-def test_health_reports_store_and_broker(system: RunningSystem) -> None:
+def test_health_reports_store_broker_relay_and_consumers(system: RunningSystem) -> None:
+    propose(system)
     for name in ("catalog", "sessions", "proposals", "feedback"):
-        assert system.get(f"/{name}/health") == {
-            "service": name, "status": "ok", "store": True, "broker": True
+        health = wait_for(lambda n=name: (h := system.get(f"/{n}/health"))["relay"]["lag"] == 0 and h,
+                          30, f"{name} relay caught up")
+        assert {k: health[k] for k in ("service", "status", "store", "broker", "problems")} == {
+            "service": name, "status": "ok", "store": True, "broker": True, "problems": []
         }
+        assert health["relay"]["parked"] == [] and health["relay"]["published"] == health["relay"]["stored"]
+        for consumer in health["consumers"]:
+            assert consumer["running"] and consumer["assigned_partitions"] > 0, consumer
+    assert system.get("/catalog/health")["relay"]["stored"] == 1
+    assert [c["projection"] for c in system.get("/feedback/health")["consumers"]] == ["trace"]
 
 
 def test_bad_request_names_field_and_rule_and_stores_nothing(system: RunningSystem) -> None:

@@ -1,0 +1,376 @@
+"""The outbox relay: every stored event reaches the service's Kafka topic, or an operator hears why.
+
+The relay follows the store's notification log and publishes each event (and its
+public outcome, where it has one). What it guarantees:
+
+- **Nothing lost.** Its position is recorded only after the broker acknowledged;
+  a crash between commit and publish re-publishes with the same CloudEvent id.
+- **Nothing blocks the rest.** An event the broker can never take (too large, say)
+  is parked: recorded in the relay's own store, sent as a small notice to the
+  dead-letter topic, logged as an error and shown in ``health`` until an operator
+  retries it (``consult relay retry``) or marks it handled (``consult relay resolve``).
+  Later events keep flowing.
+- **No needless copies.** When a batch fails part-way, the events the broker
+  acknowledged are remembered and not sent again on the retry.
+- **A broker that lost its log is noticed.** Every ``broker_check_interval`` seconds
+  (and after any failure) the relay recreates missing topics with the configured
+  partitions and compares each partition's end offset with the offsets the broker
+  acknowledged to it; an end below them means the broker came back without its
+  data, and the relay publishes the whole store again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.structs import RecordMetadata
+from eventsourcing.persistence import Notification, Tracking
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from shared.application import ServiceApplication
+from shared.config import DEADLETTER_TOPIC, OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
+from shared.envelope import CloudEvent
+from shared.follower import LogFollower
+from shared.kafka import UNPUBLISHABLE, BrokerProbe, publish
+from shared.stores import ViewStore, open_view_store
+
+#: Seconds a relay may keep failing before health calls it stuck.
+STUCK_AFTER = 30.0
+
+
+class RelayState:
+    """The relay's own records beside the event store: parked events and acknowledged offsets.
+
+    Kept in a small store of its own (``<service>-relay``), not in the read models:
+    it is operational state, not a projection of events.
+    """
+
+    PARKED, OFFSETS, REPUBLISH = "parked", "offsets", "republish"
+
+    def __init__(self, store: ViewStore):
+        self.store = store
+
+    @classmethod
+    def open(cls, settings: Settings, service: str) -> RelayState:
+        return cls(open_view_store(settings, service, "relay", pool_size=1))
+
+    def close(self) -> None:
+        self.store.datastore.close()
+
+    def _put(self, view: str, key: str, doc: dict[str, Any]) -> None:
+        with self.store.transaction() as txn:
+            txn.put(view, key, doc)
+
+    # -- parked events ------------------------------------------------------------
+    def parked(self) -> list[dict[str, Any]]:
+        return self.store.list(self.PARKED)
+
+    def park(self, doc: dict[str, Any]) -> None:
+        self._put(self.PARKED, f"{doc['position']:012d}", doc)
+
+    def set_status(self, position: int, status: str, **fields: Any) -> dict[str, Any]:
+        """Operator decisions on a parked event: ``retry`` or ``resolved``."""
+        key = f"{position:012d}"
+        with self.store.transaction() as txn:
+            doc = txn.get(self.PARKED, key)
+            if doc is None:
+                raise KeyError(f"no event is parked at position {position}")
+            doc.update(status=status, **fields)
+            txn.put(self.PARKED, key, doc)
+        return doc
+
+    # -- offsets the broker acknowledged, and republication after a lost log -------
+    def offsets(self) -> dict[tuple[str, int], int]:
+        return {
+            (doc["topic"], int(p)): n
+            for doc in self.store.list(self.OFFSETS)
+            for p, n in doc["next"].items()
+        }
+
+    def save_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
+        by_topic: dict[str, dict[str, int]] = {}
+        for (topic, partition), n in offsets.items():
+            by_topic.setdefault(topic, {})[str(partition)] = n
+        with self.store.transaction() as txn:
+            for doc in txn.list(self.OFFSETS):
+                if doc["topic"] not in by_topic:
+                    txn.delete(self.OFFSETS, doc["topic"])
+            for topic, next_offsets in by_topic.items():
+                txn.put(self.OFFSETS, topic, {"topic": topic, "next": next_offsets})
+
+    def republish_until(self) -> int:
+        doc = self.store.get(self.REPUBLISH, "store")
+        return int(doc["until"]) if doc else 0
+
+    def set_republish_until(self, position: int) -> None:
+        with self.store.transaction() as txn:
+            if position:
+                txn.put(self.REPUBLISH, "store", {"until": position})
+            else:
+                txn.delete(self.REPUBLISH, "store")
+
+
+class Relay(LogFollower):
+    """The durable outbox of one service (see the module's description)."""
+
+    recover_on_start = True  # the broker may have restarted empty while we were down
+
+    def __init__(self, app: ServiceApplication, settings: Settings, broker: KafkaBroker):
+        super().__init__(app, settings, "relay")
+        self.broker = broker
+        self.topic = settings.topic(SERVICE_TOPICS[app.service])
+        self.outcomes_topic = settings.topic(OUTCOMES_TOPIC)
+        self.deadletters = settings.topic(DEADLETTER_TOPIC)
+        self.tracking = app.factory.tracking_recorder()
+        self.tracking_name = f"relay:{self.topic}"
+        self.state = RelayState.open(settings, app.service)
+        self.probe = BrokerProbe(settings)
+        self._stored = self.tracking.max_tracking_id(self.tracking_name) or 0
+        self._position = self._stored
+        self._republish_until = self.state.republish_until()
+        if self._republish_until:
+            # A republication after a lost log was under way when we stopped: start it over.
+            self._position = 0
+        #: Positions acknowledged beyond ``_position`` (a batch that failed part-way).
+        self._acked: set[int] = set()
+        #: Next offset per (topic, partition) that the broker acknowledged to us.
+        self._offsets = self.state.offsets()
+        self._parked: dict[int, dict[str, Any]] = {}
+        self._next_check = 0.0
+        self.published = 0
+        self.last_error: str | None = None
+        self._failing_since: float | None = None
+        self._load_parked()
+
+    def close(self) -> None:
+        self.state.close()
+
+    # -- the follower's hooks -------------------------------------------------------
+    async def position(self) -> int:
+        return self._position
+
+    async def recover(self) -> None:
+        await self.check_broker()
+
+    async def idle(self) -> None:
+        """Between batches: the periodic broker check and any retry an operator asked for."""
+        if time.monotonic() >= self._next_check:
+            await self.check_broker()
+            await self._retry_parked()
+
+    def failed(self, error: BaseException) -> None:
+        self.last_error = repr(error)
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+
+    async def process(self, notifications: list[Notification]) -> None:
+        sent: list[tuple[int, CloudEvent, list[asyncio.Future[Any]]]] = []
+        failure: BaseException | None = None
+        for notification in notifications:
+            position = notification.id
+            if position in self._acked or position in self._parked:
+                continue
+            try:
+                event = self.app.envelope(notification)
+            except ValidationError as error:
+                await self._park(notification, None, f"cannot be made into a CloudEvent: {error}")
+                continue
+            try:
+                futures = await self._send(event)
+            except UNPUBLISHABLE as error:
+                await self._park(notification, event, f"refused by the producer: {error}")
+                continue
+            except Exception as error:  # noqa: BLE001 - broker trouble: retry from here
+                failure = error
+                break
+            sent.append((position, event, futures))
+        on_new_log: list[int] = []
+        for position, event, futures in sent:
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if not errors:
+                if self._below_acknowledged(results[0]):
+                    on_new_log.append(position)
+                self._acked.add(position)
+                self._note_offsets(results)
+            elif any(isinstance(e, UNPUBLISHABLE) for e in errors):
+                await self._park_position(position, event, f"refused by the broker: {errors[0]!r}")
+            else:
+                failure = failure or errors[0]
+        if on_new_log:
+            # The broker gave an offset it had already given us: it lost its log.
+            # What it just took is on the new log; everything else goes again.
+            await self._republish_all(keep=on_new_log, why="an acknowledgement reused an offset")
+            return
+        await self._advance(notifications)
+        if failure is not None:
+            raise failure
+        self.last_error, self._failing_since = None, None
+
+    # -- publishing ------------------------------------------------------------------
+    async def _send(self, event: CloudEvent) -> list[asyncio.Future[Any]]:
+        futures = [await publish(self.broker, self.topic, event)]
+        if event.name in self.app.outcomes:
+            futures.append(await publish(self.broker, self.outcomes_topic, self.app.outcome(event)))
+        return futures
+
+    def _note_offsets(self, results: list[Any]) -> None:
+        for meta in results:
+            if isinstance(meta, RecordMetadata):
+                key = (meta.topic, meta.partition)
+                self._offsets[key] = max(self._offsets.get(key, 0), meta.offset + 1)
+
+    async def _advance(self, notifications: list[Notification]) -> None:
+        """Move the recorded position over every leading event that is published or parked."""
+        mark = self._position
+        for notification in notifications:
+            if notification.id not in self._acked and notification.id not in self._parked:
+                break
+            mark = notification.id
+        if mark == self._position:
+            return
+        if mark > self._stored:
+            await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.tracking_name, mark))
+            self._stored = mark
+        published = sum(1 for p in self._acked if p <= mark)
+        self._acked = {p for p in self._acked if p > mark}
+        self._position = mark
+        self.published += published
+        if self._republish_until and mark >= self._republish_until:
+            self.log.info("republication complete", topic=self.topic, upto=mark)
+            self._republish_until = 0
+            await asyncio.to_thread(self.state.set_republish_until, 0)
+        await asyncio.to_thread(self.state.save_offsets, dict(self._offsets))
+        self.log.debug("published", topic=self.topic, upto=mark, count=published)
+
+    # -- a broker that lost its log ----------------------------------------------------
+    async def check_broker(self) -> None:
+        self._next_check = time.monotonic() + self.settings.broker_check_interval
+        await self.probe.ensure_topics()
+        topics = {self.topic, *(t for t, _ in self._offsets)}
+        ends = await self.probe.end_offsets(topics)
+        behind = sorted(k for k, n in self._offsets.items() if ends.get(k, 0) < n)
+        # Offsets recorded before they were kept (or lost with a store copy): an empty
+        # topic under a relay that has published is the same sign.
+        empty = (not self._offsets and self._position > 0
+                 and all(n == 0 for (t, _), n in ends.items() if t == self.topic))
+        if behind or empty:
+            await self._republish_all(
+                keep=[], why=f"end offsets below those acknowledged: {[f'{t}[{p}]' for t, p in behind][:10]}"
+                if behind else "the topic is empty")
+
+    def _below_acknowledged(self, meta: Any) -> bool:
+        """True when the broker acknowledged an offset below one it acknowledged before:
+        offsets of a partition only grow, unless the log was lost."""
+        if not isinstance(meta, RecordMetadata):
+            return False
+        return meta.offset < self._offsets.get((meta.topic, meta.partition), 0)
+
+    async def _republish_all(self, keep: list[int], why: str) -> None:
+        """The broker lost its log: publish the whole store again, except ``keep``
+        (positions known to be on the new log already)."""
+        self.log.warning("the broker lost its log; publishing the whole store again",
+                         topic=self.topic, why=why)
+        self._republish_until = max(self._stored, self._position, *keep, 0)
+        await asyncio.to_thread(self.state.set_republish_until, self._republish_until)
+        self._offsets = {}
+        await asyncio.to_thread(self.state.save_offsets, {})
+        self._position, self._acked = 0, set(keep)
+
+    # -- parking -------------------------------------------------------------------------
+    def _load_parked(self) -> None:
+        self._parked = {doc["position"]: doc for doc in self.state.parked()
+                        if doc["status"] != "published"}
+
+    async def _park(self, notification: Notification, event: CloudEvent | None, reason: str) -> None:
+        await self._park_position(notification.id, event, reason, topic=notification.topic)
+
+    async def _park_position(self, position: int, event: CloudEvent | None, reason: str,
+                             topic: str | None = None) -> None:
+        doc = {
+            "position": position,
+            "event_id": event.id if event else None,
+            "type": event.type if event else topic,
+            "subject": event.subject if event else None,
+            "size": len(event.to_bytes()) if event else None,
+            "reason": reason[:2000],
+            "parked_at": datetime.now(UTC).isoformat(),
+            "status": "parked",
+            "dead_lettered": False,
+        }
+        await asyncio.to_thread(self.state.park, doc)
+        self._parked[position] = doc
+        self.log.error(
+            "event parked: the broker cannot take it; later events go on. "
+            "Resolve with `consult relay retry` or `consult relay resolve`.",
+            position=position, event_id=doc["event_id"], type=doc["type"], reason=doc["reason"],
+        )
+        await self._dead_letter(doc)
+
+    async def _dead_letter(self, doc: dict[str, Any]) -> None:
+        """A small notice on the dead-letter topic (the event itself is what did not fit)."""
+        notice = {**doc, "service": self.app.service, "topic": self.topic}
+        future = await self.broker.publish(
+            json.dumps(notice, ensure_ascii=False).encode(), self.deadletters,
+            key=(doc["subject"] or str(doc["position"])).encode(),
+            headers={"deadletter-reason": doc["reason"][:500], "deadletter-topic": self.topic,
+                     "deadletter-position": str(doc["position"]),
+                     "deadletter-consumer": f"relay:{self.app.service}",
+                     "content-type": "application/json"},
+            no_confirm=True,
+        )
+        await future
+        doc["dead_lettered"] = True
+        await asyncio.to_thread(self.state.park, doc)
+
+    async def _retry_parked(self) -> None:
+        """Publish what an operator marked for retry; send notices that did not go out."""
+        await asyncio.to_thread(self._load_parked)
+        for position, doc in sorted(self._parked.items()):
+            if not doc.get("dead_lettered"):
+                await self._dead_letter(doc)
+            if doc["status"] != "retry":
+                continue
+            notification = next(iter(await asyncio.to_thread(self.app.notifications, position - 1, 1)), None)
+            if notification is None or notification.id != position:
+                continue
+            event = self.app.envelope(notification)
+            try:
+                results = await asyncio.gather(*await self._send(event))
+            except UNPUBLISHABLE as error:
+                doc.update(status="parked", reason=f"retried, refused again: {error!r}"[:2000])
+                await asyncio.to_thread(self.state.park, doc)
+                self.log.error("parked event refused again", position=position, reason=doc["reason"])
+                continue
+            self._note_offsets(list(results))
+            doc.update(status="published", published_at=datetime.now(UTC).isoformat())
+            await asyncio.to_thread(self.state.park, doc)
+            del self._parked[position]
+            self.log.info("parked event published on retry", position=position, event_id=event.id)
+
+    # -- health ---------------------------------------------------------------------------
+    def status(self, stored: int) -> dict[str, Any]:
+        """What ``health`` shows of this relay, and what makes it degraded."""
+        stuck = [
+            {k: d[k] for k in ("position", "event_id", "type", "reason", "status")}
+            for d in self._parked.values() if d["status"] in ("parked", "retry")
+        ]
+        lag = max(0, stored - self._position)
+        problems = []
+        if stuck:
+            problems.append(f"{len(stuck)} event(s) parked, first at position {stuck[0]['position']}")
+        if lag > self.settings.relay_lag_alert:
+            problems.append(f"{lag} events not yet published")
+        if self._failing_since is not None and time.monotonic() - self._failing_since > STUCK_AFTER:
+            problems.append(f"publishing has failed for {time.monotonic() - self._failing_since:.0f}s"
+                            f" at position {self._position + 1}: {self.last_error}")
+        return {
+            "stored": stored, "published": self._position, "lag": lag,
+            "republishing": bool(self._republish_until), "parked": stuck,
+            "last_error": self.last_error, "problems": problems,
+        }
