@@ -1,5 +1,7 @@
 # One command to run, one to test; both set up what they need on a fresh machine.
+# `make up ARGS="--port 8100 --broker-port 9192"` passes options to `consult up`.
 PYTHON ?= python3
+ARGS ?=
 VENV := .venv
 STAMP := $(VENV)/.installed
 
@@ -11,7 +13,7 @@ $(STAMP): pyproject.toml
 
 .PHONY: up test
 up: $(STAMP)
-	$(VENV)/bin/consult up
+	$(VENV)/bin/consult up $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest

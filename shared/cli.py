@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from shared.config import Settings
+from shared.embedded import EmbeddedBroker, PortInUse, port_bindable
 from shared.logs import configure, get_logger
 from shared.runtime import SERVICE_NAMES, serve
 
@@ -24,35 +26,65 @@ def _settings(data_dir: str | None) -> Settings:
     return Settings(**overrides)
 
 
+def _terminate_gracefully(signum: int, _frame: object) -> None:
+    """SIGTERM stops ``consult up`` like Ctrl-C: services first, then the broker.
+
+    uvicorn shuts down on SIGTERM and then raises the signal again; with Python's
+    default handler that would end the process before any ``finally`` ran and
+    leave the embedded broker behind.
+    """
+    raise SystemExit(0)
+
+
 def up(args: argparse.Namespace) -> int:
     settings = _settings(args.data_dir)
     configure(settings.log_format)
     log = get_logger("consult")
+    if not port_bindable(args.port, args.host):
+        print(f"consult up: HTTP port {args.port} on {args.host} is in use by another program; "
+              "stop it or choose --port", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, _terminate_gracefully)
     broker = None
-    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
-        from shared.embedded import EmbeddedBroker
-
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        broker = EmbeddedBroker(args.broker_port, log_file=settings.data_dir / "broker.log").start()
-        settings = settings.model_copy(
-            update={"kafka_bootstrap_servers": broker.bootstrap_servers, "kafka_idempotence": False,
-                    # one machine, one broker: rejoin fast after a restart
-                    "kafka_session_timeout_ms": 3_000}
-        )
-        log.info("embedded broker listening", bootstrap=broker.bootstrap_servers)
-    log.info(
-        "consultation system starting",
-        url=f"http://{args.host}:{args.port}",
-        store=settings.store,
-        data_dir=str(settings.data_dir.resolve()),
-    )
     try:
+        if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            broker = EmbeddedBroker(args.broker_port, log_file=settings.data_dir / "broker.log",
+                                    pid_file=settings.data_dir / "broker.pid")
+            try:
+                broker.start()
+            except (PortInUse, RuntimeError) as error:
+                print(f"consult up: {error}", file=sys.stderr)
+                return 1
+            broker.supervise(give_up=_give_up)
+            settings = settings.model_copy(
+                update={"kafka_bootstrap_servers": broker.bootstrap_servers, "kafka_idempotence": False,
+                        # one machine, one broker: rejoin fast after a restart
+                        "kafka_session_timeout_ms": 3_000}
+            )
+            log.info("embedded broker listening", bootstrap=broker.bootstrap_servers)
+        log.info(
+            "consultation system starting",
+            url=f"http://{args.host}:{args.port}",
+            store=settings.store,
+            data_dir=str(settings.data_dir.resolve()),
+        )
         serve(settings, SERVICE_NAMES, args.host, args.port)
     finally:
         if broker:
             broker.stop()
         log.info("stopped")
-    return 0
+    return 1 if _gave_up else 0
+
+
+_gave_up: list[str] = []
+
+
+def _give_up(reason: str) -> None:
+    """The broker keeps dying: stop everything (exit 1) rather than run without one."""
+    _gave_up.append(reason)
+    get_logger("consult").critical("stopping: " + reason)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_service(name: str, argv: Sequence[str] | None = None) -> int:
@@ -69,6 +101,45 @@ def run_service(name: str, argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def relay(args: argparse.Namespace) -> int:
+    """``consult relay``: parked events, for the operator (the running relays pick changes up)."""
+    import json
+
+    from shared.relay import RelayState
+
+    settings = _settings(args.data_dir)
+    configure(settings.log_format)
+    names = [args.service] if args.service else list(SERVICE_NAMES)
+    if args.action == "list":
+        for name in names:
+            state = RelayState.open(settings, name)
+            try:
+                for doc in state.parked():
+                    print(json.dumps({"service": name, **doc}, ensure_ascii=False))
+            finally:
+                state.close()
+        return 0
+    if not args.service or args.position is None:
+        print(f"consult relay {args.action}: name --service and --position", file=sys.stderr)
+        return 2
+    state = RelayState.open(settings, args.service)
+    try:
+        if args.action == "retry":
+            doc = state.set_status(args.position, "retry", retry_requested_by=args.by)
+        else:
+            if not (args.note or "").strip():
+                print("consult relay resolve: say how it was handled with --note", file=sys.stderr)
+                return 2
+            doc = state.set_status(args.position, "resolved", resolved_by=args.by, note=args.note)
+    except KeyError as error:
+        print(f"consult relay {args.action}: {error.args[0]}", file=sys.stderr)
+        return 1
+    finally:
+        state.close()
+    print(json.dumps({"service": args.service, **doc}, ensure_ascii=False))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="consult", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument("--data-dir", default=None, help="default ./var (CONSULT_DATA_DIR)")
     p_up.add_argument("--host", default="127.0.0.1")
     p_up.set_defaults(func=up)
+    p_relay = commands.add_parser(
+        "relay", help="events a relay parked because the broker cannot take them",
+        description="list: every parked event. retry: publish it again (after raising the broker's "
+                    "message size limit, say). resolve: mark it handled another way, with a note.")
+    p_relay.add_argument("action", choices=["list", "retry", "resolve"])
+    p_relay.add_argument("--service", choices=SERVICE_NAMES)
+    p_relay.add_argument("--position", type=int, help="the parked event's position in the store")
+    p_relay.add_argument("--by", default=os.environ.get("USER", "operator"), help="who decides")
+    p_relay.add_argument("--note", help="with resolve: how the event was handled")
+    p_relay.add_argument("--data-dir", default=None)
+    p_relay.set_defaults(func=relay)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

