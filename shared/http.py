@@ -52,6 +52,16 @@ _HTTP_RULES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large
                415: "unsupported_media_type"}
 
 
+def _error(e: dict[str, Any]) -> dict[str, Any]:
+    if e.get("type") == "json_invalid":
+        # FastAPI puts the character position where the field would be.
+        position = e.get("loc", ("body", "?"))[-1]
+        reason = (e.get("ctx") or {}).get("error", "invalid JSON")
+        return {"field": "body", "rule": "json_invalid",
+                "message": f"not valid JSON ({reason} at character {position})"}
+    return {"field": _field(tuple(e.get("loc", ()))), "rule": e.get("type"), "message": e.get("msg")}
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     return ".".join(parts) or "body"
@@ -142,10 +152,7 @@ def install_error_handlers(app: FastAPI, max_body: int) -> None:
         return _problem(422, str(exc), "event_too_large", "body")
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": _field(tuple(e.get("loc", ()))), "rule": e.get("type"), "message": e.get("msg")}
-            for e in exc.errors()
-        ]
+        errors = [_error(e) for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return JSONResponse(
             status_code=422,

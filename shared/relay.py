@@ -138,7 +138,7 @@ class Relay(LogFollower):
             self._position = 0
         #: Positions acknowledged beyond ``_position`` (a batch that failed part-way).
         self._acked: set[int] = set()
-        #: Next offset per (topic, partition) that the broker acknowledged to us.
+        #: Per (topic, partition), an end offset the broker must have reached (see _note_offsets).
         self._offsets = self.state.offsets()
         self._parked: dict[int, dict[str, Any]] = {}
         self._next_check = 0.0
@@ -189,24 +189,27 @@ class Relay(LogFollower):
                 failure = error
                 break
             sent.append((position, event, futures))
-        on_new_log: list[int] = []
+        reused = False
+        acknowledged: list[Any] = []
         for position, event, futures in sent:
             results = await asyncio.gather(*futures, return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             if not errors:
-                if self._below_acknowledged(results[0]):
-                    on_new_log.append(position)
+                reused = reused or self._below_acknowledged(results[0])
                 self._acked.add(position)
-                self._note_offsets(results)
+                acknowledged += results
             elif any(isinstance(e, UNPUBLISHABLE) for e in errors):
                 await self._park_position(position, event, f"refused by the broker: {errors[0]!r}")
             else:
                 failure = failure or errors[0]
-        if on_new_log:
+        if reused:
             # The broker gave an offset it had already given us: it lost its log.
-            # What it just took is on the new log; everything else goes again.
-            await self._republish_all(keep=on_new_log, why="an acknowledgement reused an offset")
+            # Everything goes again, what it just took included: a consumer that
+            # kept its old position may skip the start of the new log, and must
+            # find every event again further on (duplicates share their id).
+            await self._republish_all(why="an acknowledgement reused an offset")
             return
+        self._note_offsets(acknowledged)
         await self._advance(notifications)
         if failure is not None:
             raise failure
@@ -220,10 +223,20 @@ class Relay(LogFollower):
         return futures
 
     def _note_offsets(self, results: list[Any]) -> None:
+        """Remember, per partition, an end offset the broker must have reached by now.
+
+        Kafka's end offset is the last acknowledged offset + 1. The embedded broker
+        (tansu 0.6) reports the last *batch's first* offset + 1, so the floor kept
+        is the lowest offset acknowledged in this round + 1: every broker's end
+        offset is at least that, unless it lost its log.
+        """
+        lowest: dict[tuple[str, int], int] = {}
         for meta in results:
             if isinstance(meta, RecordMetadata):
                 key = (meta.topic, meta.partition)
-                self._offsets[key] = max(self._offsets.get(key, 0), meta.offset + 1)
+                lowest[key] = min(lowest.get(key, meta.offset), meta.offset)
+        for key, offset in lowest.items():
+            self._offsets[key] = max(self._offsets.get(key, 0), offset + 1)
 
     async def _advance(self, notifications: list[Notification]) -> None:
         """Move the recorded position over every leading event that is published or parked."""
@@ -261,26 +274,25 @@ class Relay(LogFollower):
                  and all(n == 0 for (t, _), n in ends.items() if t == self.topic))
         if behind or empty:
             await self._republish_all(
-                keep=[], why=f"end offsets below those acknowledged: {[f'{t}[{p}]' for t, p in behind][:10]}"
+                why=f"end offsets below those acknowledged: {[f'{t}[{p}]' for t, p in behind][:10]}"
                 if behind else "the topic is empty")
 
     def _below_acknowledged(self, meta: Any) -> bool:
-        """True when the broker acknowledged an offset below one it acknowledged before:
-        offsets of a partition only grow, unless the log was lost."""
+        """True when the broker acknowledged an offset below one it acknowledged in an
+        earlier round: offsets of a partition only grow, unless the log was lost."""
         if not isinstance(meta, RecordMetadata):
             return False
         return meta.offset < self._offsets.get((meta.topic, meta.partition), 0)
 
-    async def _republish_all(self, keep: list[int], why: str) -> None:
-        """The broker lost its log: publish the whole store again, except ``keep``
-        (positions known to be on the new log already)."""
+    async def _republish_all(self, why: str) -> None:
+        """The broker lost its log: publish the whole store again."""
         self.log.warning("the broker lost its log; publishing the whole store again",
                          topic=self.topic, why=why)
-        self._republish_until = max(self._stored, self._position, *keep, 0)
+        self._republish_until = max(self._stored, self._position)
         await asyncio.to_thread(self.state.set_republish_until, self._republish_until)
         self._offsets = {}
         await asyncio.to_thread(self.state.save_offsets, {})
-        self._position, self._acked = 0, set(keep)
+        self._position, self._acked = 0, set()
 
     # -- parking -------------------------------------------------------------------------
     def _load_parked(self) -> None:

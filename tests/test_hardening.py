@@ -158,7 +158,10 @@ def test_a_broker_replaced_while_commands_arrive_gets_every_event(settings: Sett
             app = system.services["catalog"].app
             stored = {e.id for e in app.envelopes(app.notifications(0, 10_000))}
             wait_for(lambda: system.get("/catalog/health")["relay"]["lag"] == 0, 30, "relay caught up")
-        records = read_topic(own.kafka_bootstrap_servers, own.topic(SERVICE_TOPICS["catalog"]))
+            settled = read_topic(own.kafka_bootstrap_servers, own.topic(SERVICE_TOPICS["catalog"]))
+            time.sleep(4 * own.broker_check_interval)  # no further republication once caught up
+            records = read_topic(own.kafka_bootstrap_servers, own.topic(SERVICE_TOPICS["catalog"]))
+            assert len(records) == len(settled)
         on_kafka = [json.loads(r.value)["id"] for r in records]
         assert set(on_kafka) == stored and len(stored) == len(posted)
         # Every topic exists again, with the configured partitions (never auto-created).
@@ -166,6 +169,24 @@ def test_a_broker_replaced_while_commands_arrive_gets_every_event(settings: Sett
     finally:
         stop.set()
         broker.stop()
+
+
+def test_batched_publication_raises_no_false_alarm(settings: Settings) -> None:
+    """Many events per partition in one batch: the broker's end offsets must not be
+    mistaken for a lost log (the embedded broker reports them per batch)."""
+    quick = settings.model_copy(update={"broker_check_interval": 0.3})
+    with RunningSystem(quick, ["catalog"]) as system:
+        from services.catalog.domain import Topic
+
+        topics = [Topic(**{**TOPIC, "title": f"批量 {i}", "proposal_id": None}) for i in range(40)]
+        system.services["catalog"].app.save(*topics)  # one commit: the relay sends one batch
+        ids = [str(t.id) for t in topics]
+        wait_for(lambda: system.get("/catalog/health")["relay"]["lag"] == 0, 30, "relay caught up")
+        time.sleep(10 * quick.broker_check_interval)
+        keys = [r.key.decode() for r in read_topic(quick.kafka_bootstrap_servers,
+                                                   quick.topic(SERVICE_TOPICS["catalog"]))]
+        assert sorted(keys) == sorted(ids)
+        assert not system.get("/catalog/health")["relay"]["republishing"]
 
 
 def _contract_topics(settings: Settings) -> list[str]:

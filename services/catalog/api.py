@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Query
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -163,7 +163,7 @@ def routes(service: Service) -> APIRouter:
 
     # -- views -----------------------------------------------------------------
     @r.get("/views/government-catalogue/{year}", summary="Government office: the year's catalogue")
-    async def government_catalogue(year: int) -> dict[str, Any]:
+    async def government_catalogue(year: Annotated[int, Path(ge=2000, le=2100)]) -> dict[str, Any]:
         return await run(q.government_catalogue, views, year)
 
     @r.get("/views/awaiting-approval", summary="Party committee office: plans awaiting approval")
@@ -179,7 +179,7 @@ def routes(service: Service) -> APIRouter:
         return await run(q.department_schedule, views, department)
 
     @r.get("/public/plans", summary="The public's published plans (向社会公布)")
-    async def public_plans(year: int | None = None) -> list[dict[str, Any]]:
+    async def public_plans(year: Annotated[int | None, Query(ge=2000, le=2100)] = None) -> list[dict[str, Any]]:
         return await run(q.public_plans, views, year)
 
     return r
