@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import weakref
 from collections.abc import Iterable
 
+import aiokafka.admin.client
 import aiokafka.client
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -31,9 +33,22 @@ log = get_logger("kafka")
 # publishes, and the relay could not tell the new log from the old one. aiokafka
 # always asks for auto-creation and has no setting for it, so its metadata request
 # is built with the flag off (brokers honour it from metadata v4 on).
-aiokafka.client.MetadataRequest = functools.partial(  # type: ignore[misc]
-    MetadataRequest, allow_auto_topic_creation=False
-)
+_NO_AUTO_CREATE = functools.partial(MetadataRequest, allow_auto_topic_creation=False)
+aiokafka.client.MetadataRequest = _NO_AUTO_CREATE  # type: ignore[misc]
+aiokafka.admin.client.MetadataRequest = _NO_AUTO_CREATE  # type: ignore[misc]
+
+_creation_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary())
+
+
+def _creation_lock() -> asyncio.Lock:
+    """One lock per event loop (an asyncio lock belongs to the loop that first uses it)."""
+    loop = asyncio.get_running_loop()
+    lock = _creation_locks.get(loop)
+    if lock is None:
+        lock = _creation_locks[loop] = asyncio.Lock()
+    return lock
+
 
 #: Broker refusals that no retry can fix: the message itself is the problem.
 UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
@@ -100,22 +115,31 @@ class BrokerProbe:
                 await consumer.stop()
 
     async def ensure_topics(self, topics: Iterable[str] = ALL_TOPICS) -> list[str]:
-        """Create the contract's topics that do not exist; returns those created."""
+        """Create the contract's topics that do not exist; returns those created.
+
+        One creation at a time in this process: the services of ``consult up`` all
+        notice a fresh broker at once, and the embedded broker accepts a second
+        creation of a topic it is still creating.
+        """
         try:
-            admin, _ = await self._open()
-            existing = set(await admin.list_topics())
-            missing = [t for t in (self.settings.topic(t) for t in topics) if t not in existing]
-            if missing:
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics([
-                        NewTopic(t, self.settings.kafka_partitions, self.settings.kafka_replication)
-                        for t in missing
-                    ])
-                log.info("topics created", topics=missing)
-            return missing
+            async with _creation_lock():
+                return await self._create_missing(topics)
         except BaseException:
             await self.close()
             raise
+
+    async def _create_missing(self, topics: Iterable[str]) -> list[str]:
+        admin, _ = await self._open()
+        existing = set(await admin.list_topics())
+        missing = [t for t in (self.settings.topic(t) for t in topics) if t not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([
+                    NewTopic(t, self.settings.kafka_partitions, self.settings.kafka_replication)
+                    for t in missing
+                ])
+            log.info("topics created", topics=missing)
+        return missing
 
     async def end_offsets(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
         """The next offset of every partition of ``topics`` (as named on the broker).
