@@ -52,6 +52,9 @@ class LogFollower:
     def failed(self, error: BaseException) -> None:
         """Called on each failure, before the pause."""
 
+    def succeeded(self) -> None:
+        """Called after each round that processed a batch, or found nothing to do."""
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         backoff = 0.1
@@ -66,8 +69,10 @@ class LogFollower:
                 batch = await asyncio.to_thread(self.app.notifications, after, self.batch_size)
                 if batch:
                     await self.process(batch)
+                    self.succeeded()
                     backoff = 0.1
                     continue
+                self.succeeded()
                 self.caught_up.set()
                 self._wake.clear()
                 try:

@@ -168,6 +168,9 @@ class Relay(LogFollower):
         if self._failing_since is None:
             self._failing_since = time.monotonic()
 
+    def succeeded(self) -> None:
+        self.last_error, self._failing_since = None, None
+
     async def process(self, notifications: list[Notification]) -> None:
         sent: list[tuple[int, CloudEvent, list[asyncio.Future[Any]]]] = []
         failure: BaseException | None = None
@@ -213,7 +216,6 @@ class Relay(LogFollower):
         await self._advance(notifications)
         if failure is not None:
             raise failure
-        self.last_error, self._failing_since = None, None
 
     # -- publishing ------------------------------------------------------------------
     async def _send(self, event: CloudEvent) -> list[asyncio.Future[Any]]:

@@ -342,3 +342,28 @@ def test_make_up_passes_options_to_consult_up() -> None:
     dry = subprocess.run(["make", "-n", "up", "ARGS=--port 8100 --broker-port 9192"], capture_output=True,
                          text=True, cwd=str(__import__("pathlib").Path(__file__).parent.parent))
     assert "consult up --port 8100 --broker-port 9192" in dry.stdout, dry.stdout + dry.stderr
+
+
+def test_health_names_a_stuck_relay_and_clears_when_it_recovers(settings: Settings, monkeypatch: Any) -> None:
+    import shared.relay
+
+    monkeypatch.setattr(shared.relay, "STUCK_AFTER", 1.0)
+    broker = EmbeddedBroker(free_port()).start()
+    own = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers,
+                                      "kafka_idempotence": False, "broker_check_interval": 1.0})
+    try:
+        with RunningSystem(own, ["catalog"]) as system:
+            broker.stop()
+            waiting = propose(system, title="停机时提交")
+            stuck = wait_for(lambda: (r := system.http.get("/catalog/health")).status_code == 503 and any(
+                "publishing has failed" in p for p in r.json()["problems"]) and r.json(), 60, "stuck relay")
+            assert "the broker does not answer" in stuck["problems"]
+            assert stuck["status"] == "degraded" and stuck["relay"]["lag"] == 1
+            broker.start()
+            healthy = wait_for(lambda: (r := system.http.get("/catalog/health")).status_code == 200
+                               and r.json()["status"] == "ok" and r.json(), 60, "recovered relay")
+            assert healthy["relay"]["last_error"] is None and healthy["relay"]["lag"] == 0
+        keys = [r.key.decode() for r in read_topic(own.kafka_bootstrap_servers, own.topic(SERVICE_TOPICS["catalog"]))]
+        assert keys == [waiting]
+    finally:
+        broker.stop()
