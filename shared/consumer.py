@@ -22,21 +22,30 @@ from shared.logs import bind, get_logger
 from shared.projection import UnprocessableEvent, ViewProjection
 
 
+async def send_dead_letter(
+    broker: KafkaBroker, topic: str, value: bytes, key: bytes | None, *, reason: str, consumer: str,
+    origin: dict[str, str], headers: dict[str, str] | None = None,
+) -> None:
+    """Put a message on the dead-letter topic with why and where from; wait for the broker's ack.
+
+    Every dead letter carries ``deadletter-reason``, ``deadletter-consumer`` and the
+    ``deadletter-*`` fields of ``origin`` (topic, partition, offset, position, ...).
+    """
+    marked = dict(headers or {})
+    marked.update({"deadletter-reason": reason[:2000], "deadletter-consumer": consumer})
+    marked.update({f"deadletter-{k}": v for k, v in origin.items()})
+    await broker.publish(value, topic, key=key, headers=marked)
+
+
 async def dead_letter(
     broker: KafkaBroker, topic: str, record: ConsumerRecord, consumer: str, reason: str
 ) -> None:
-    """Park a message with the reason; wait for the broker's ack before moving on."""
-    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-    headers.update(
-        {
-            "deadletter-reason": reason[:2000],
-            "deadletter-consumer": consumer,
-            "deadletter-topic": record.topic,
-            "deadletter-partition": str(record.partition),
-            "deadletter-offset": str(record.offset),
-        }
+    """Park a consumed message with the reason, keeping its own headers."""
+    await send_dead_letter(
+        broker, topic, record.value or b"", record.key, reason=reason, consumer=consumer,
+        origin={"topic": record.topic, "partition": str(record.partition), "offset": str(record.offset)},
+        headers={k: v.decode(errors="replace") for k, v in (record.headers or ())},
     )
-    await broker.publish(record.value or b"", topic, key=record.key, headers=headers)
 
 
 def attach(

@@ -150,6 +150,7 @@ def install_error_handlers(app: FastAPI, max_body: int) -> None:
     @app.exception_handler(EventTooLarge)
     async def too_large(_: Request, exc: EventTooLarge) -> JSONResponse:
         return _problem(422, str(exc), "event_too_large", "body")
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [_error(e) for e in exc.errors()]

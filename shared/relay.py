@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from shared.application import ServiceApplication
 from shared.config import DEADLETTER_TOPIC, OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
+from shared.consumer import send_dead_letter
 from shared.envelope import CloudEvent
 from shared.follower import LogFollower
 from shared.kafka import UNPUBLISHABLE, BrokerProbe, publish
@@ -142,7 +143,6 @@ class Relay(LogFollower):
         self._offsets = self.state.offsets()
         self._parked: dict[int, dict[str, Any]] = {}
         self._next_check = 0.0
-        self.published = 0
         self.last_error: str | None = None
         self._failing_since: float | None = None
         self._load_parked()
@@ -181,12 +181,13 @@ class Relay(LogFollower):
             try:
                 event = self.app.envelope(notification)
             except ValidationError as error:
-                await self._park(notification, None, f"cannot be made into a CloudEvent: {error}")
+                await self._park(position, None, f"cannot be made into a CloudEvent: {error}",
+                                 topic=notification.topic)
                 continue
             try:
                 futures = await self._send(event)
             except UNPUBLISHABLE as error:
-                await self._park(notification, event, f"refused by the producer: {error}")
+                await self._park(position, event, f"refused by the producer: {error}")
                 continue
             except Exception as error:  # noqa: BLE001 - broker trouble: retry from here
                 failure = error
@@ -202,7 +203,7 @@ class Relay(LogFollower):
                 self._acked.add(position)
                 acknowledged += results
             elif any(isinstance(e, UNPUBLISHABLE) for e in errors):
-                await self._park_position(position, event, f"refused by the broker: {errors[0]!r}")
+                await self._park(position, event, f"refused by the broker: {errors[0]!r}")
             else:
                 failure = failure or errors[0]
         if reused:
@@ -255,7 +256,6 @@ class Relay(LogFollower):
         published = sum(1 for p in self._acked if p <= mark)
         self._acked = {p for p in self._acked if p > mark}
         self._position = mark
-        self.published += published
         if self._republish_until and mark >= self._republish_until:
             self.log.info("republication complete", topic=self.topic, upto=mark)
             self._republish_until = 0
@@ -301,11 +301,8 @@ class Relay(LogFollower):
         self._parked = {doc["position"]: doc for doc in self.state.parked()
                         if doc["status"] != "published"}
 
-    async def _park(self, notification: Notification, event: CloudEvent | None, reason: str) -> None:
-        await self._park_position(notification.id, event, reason, topic=notification.topic)
-
-    async def _park_position(self, position: int, event: CloudEvent | None, reason: str,
-                             topic: str | None = None) -> None:
+    async def _park(self, position: int, event: CloudEvent | None, reason: str,
+                    topic: str | None = None) -> None:
         doc = {
             "position": position,
             "event_id": event.id if event else None,
@@ -329,16 +326,13 @@ class Relay(LogFollower):
     async def _dead_letter(self, doc: dict[str, Any]) -> None:
         """A small notice on the dead-letter topic (the event itself is what did not fit)."""
         notice = {**doc, "service": self.app.service, "topic": self.topic}
-        future = await self.broker.publish(
-            json.dumps(notice, ensure_ascii=False).encode(), self.deadletters,
-            key=(doc["subject"] or str(doc["position"])).encode(),
-            headers={"deadletter-reason": doc["reason"][:500], "deadletter-topic": self.topic,
-                     "deadletter-position": str(doc["position"]),
-                     "deadletter-consumer": f"relay:{self.app.service}",
-                     "content-type": "application/json"},
-            no_confirm=True,
+        await send_dead_letter(
+            self.broker, self.deadletters, json.dumps(notice, ensure_ascii=False).encode(),
+            (doc["subject"] or str(doc["position"])).encode(),
+            reason=doc["reason"][:500], consumer=f"relay:{self.app.service}",
+            origin={"topic": self.topic, "position": str(doc["position"])},
+            headers={"content-type": "application/json"},
         )
-        await future
         doc["dead_lettered"] = True
         await asyncio.to_thread(self.state.park, doc)
 
