@@ -74,8 +74,8 @@ class ServiceApplication(Application[UUID]):
         self.name = self.service
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
-        # An aggregate's topic is fixed when it is created; remembered per originator.
-        self._topics: dict[UUID, str | None] = {}
+        # What an aggregate was created with (its topic, say) never changes; remembered.
+        self._created: dict[UUID, dict[str, Any]] = {}
         super().__init__(env=store_env(settings, self.service))
 
     def construct_mapper(self) -> Mapper[UUID]:
@@ -118,7 +118,7 @@ class ServiceApplication(Application[UUID]):
         cls = type(domain_event)
         name = cls.__name__
         topic_id = self.topic_of(domain_event, data)
-        data = self.redact(name, data)
+        data = self.redact(name, data, self.created_facts(domain_event.originator_id))
         originator = str(domain_event.originator_id)
         actor_field = getattr(cls, "ACTOR", None)
         return CloudEvent(
@@ -134,34 +134,41 @@ class ServiceApplication(Application[UUID]):
             version=domain_event.originator_version,
         )
 
+    #: Fields of an aggregate's first event that its later events are read with
+    #: (the topic it belongs to; whether its text is confidential, say).
+    created_fields: tuple[str, ...] = ("topic_id",)
+
+    def created_facts(self, originator: UUID) -> dict[str, Any]:
+        """``created_fields`` of the aggregate's first event, remembered per aggregate."""
+        if originator not in self._created:
+            first = next(iter(self.events.get(originator, lte=1)), None)
+            facts = {f: getattr(first, f, None) for f in self.created_fields}
+            if len(self._created) > 100_000:
+                self._created.clear()
+            self._created[originator] = facts
+        return self._created[originator]
+
     def topic_of(self, domain_event: Any, data: dict[str, Any]) -> str | None:
         """The consultation topic an event belongs to.
 
         The event's own ``topic_id`` if it names one, else the one its aggregate
         was created with (a session's later events belong to the session's topic).
         """
-        topic = data.get("topic_id")
-        if topic:
-            return str(topic)
-        originator = domain_event.originator_id
-        if originator not in self._topics:
-            first = next(iter(self.events.get(originator, lte=1)), None)
-            created = getattr(first, "topic_id", None) if first is not None else None
-            if len(self._topics) > 100_000:
-                self._topics.clear()
-            self._topics[originator] = str(created) if created else None
-        return self._topics[originator]
+        topic = data.get("topic_id") or self.created_facts(domain_event.originator_id).get("topic_id")
+        return str(topic) if topic else None
 
-    def redact(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+    def redact(self, name: str, data: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
         """The event's data as it may leave the store: services drop personal data here.
 
         Every envelope (Kafka, own views, rebuilds) is made from redacted data, so
         names and phone numbers stay in the store that holds them (domain rules).
+        ``created`` holds the aggregate's ``created_fields``.
         """
         return data
 
-    def outcome(self, event: CloudEvent) -> CloudEvent:
-        """The public form of an outcome event; override to drop internal fields."""
+    def outcome(self, event: CloudEvent) -> CloudEvent | None:
+        """The public form of an outcome event; override to drop internal fields,
+        or return None to keep this one off the outcome topic (a confidential matter)."""
         return event
 
     def envelopes(self, notifications: Iterable[Notification]) -> list[CloudEvent]:

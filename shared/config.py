@@ -75,11 +75,24 @@ class Settings(BaseSettings):
     poll_interval: float = 0.25
     #: Seconds between the deadline scheduler's checks (it acts on dates, so a minute is plenty).
     deadline_check_interval: float = 60.0
+    #: Local policy, not a seed rule (the seeds say only "in time", 及时): working days a
+    #: department has to answer an opinion, and then to deliver the feedback.
+    answer_working_days: int = Field(15, ge=1, le=250)
+    feedback_working_days: int = Field(5, ge=1, le=250)
+    #: Local policy (the seeds give no figure, 004 干群面对面 3): the post-evaluation starts
+    #: when at least ``min_forms`` forms are in and this share of them say the aim was
+    #: not achieved, or when this many forms object (satisfaction 2 or less).
+    post_evaluation_min_forms: int = Field(10, ge=1)
+    post_evaluation_missed_share: float = Field(0.5, gt=0, le=1)
+    post_evaluation_objections: int = Field(20, ge=1)
     #: Extra official calendars (JSON files), e.g. a year the library does not know yet.
     calendar_dir: Path | None = None
     #: Secret for pseudonymous references to people in events (HMAC key, 16+ bytes).
     #: Unset: one is generated in the data directory. Every node must share it.
     pseudonym_key: SecretStr | None = None
+    #: Secret that wraps each person's own key in the personal-data vault (16+ bytes).
+    #: Unset: one is generated in the data directory. Every node must share it.
+    vault_key: SecretStr | None = None
     #: Largest request body accepted, in bytes (HTTP 413 beyond).
     max_body_bytes: int = 1_048_576
     #: Largest stored event, in bytes: a command that would record more is refused (422),

@@ -100,3 +100,32 @@ def items(kind: Any, most: int, least: int = 1) -> Any:
 Month = Annotated[
     str, Field(pattern=r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$", description="YYYY-MM, 2000-01 to 2100-12")
 ]
+
+
+# -- a citizen's contact details (kept sealed: see shared/vault.py) ------------------------
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def _phone(value: str) -> str:
+    digits = "".join(ch for ch in value if ch.isdigit())
+    if not 5 <= len(digits) <= 20 or any(ch not in "0123456789+- ()" for ch in value):
+        raise PydanticCustomError("phone_format", "must be a phone number (5 to 20 digits; + - ( ) and spaces allowed)")
+    return value.strip()
+
+
+def _id_number(value: str) -> str:
+    """A resident ID number (GB 11643): 17 digits and a check character."""
+    value = value.strip().upper()
+    if len(value) != 18 or not value[:17].isdigit() or value[17] not in "0123456789X":
+        raise PydanticCustomError("id_number_format", "must be an 18-character resident ID number")
+    if _ID_CHECK[sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS)) % 11] != value[17]:
+        raise PydanticCustomError("id_number_checksum", "is not a valid resident ID number (check character)")
+    return value
+
+
+Phone = Annotated[str, Field(min_length=5, max_length=30), AfterValidator(_single_line), AfterValidator(_phone)]
+IdNumber = Annotated[str, Field(min_length=18, max_length=18), AfterValidator(_id_number)]
+#: A rating from 1 (worst) to 5 (best), as a JSON number.
+Score = Annotated[StrictInt, Field(ge=1, le=5)]

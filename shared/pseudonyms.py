@@ -29,7 +29,7 @@ class Pseudonyms:
     def for_settings(cls, settings: Settings) -> Pseudonyms:
         if settings.pseudonym_key:
             return cls(settings.pseudonym_key.get_secret_value().encode())
-        return cls(_local_key(settings.data_dir / "pseudonym.key"))
+        return cls(local_key(settings.data_dir / "pseudonym.key"))
 
     def ref(self, kind: str, name: str) -> str:
         """A reference for ``name`` within ``kind`` (participant, author, ...): 32 hex digits."""
@@ -37,7 +37,7 @@ class Pseudonyms:
         return digest.hexdigest()[:32]
 
 
-def _local_key(path: Path) -> bytes:
+def local_key(path: Path) -> bytes:
     """The key in ``path``, made on first use. Written aside and linked into place, so two
     services starting at once agree on one key and never read a half-written file."""
     if not path.exists():

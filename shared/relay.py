@@ -221,8 +221,9 @@ class Relay(LogFollower):
     # -- publishing ------------------------------------------------------------------
     async def _send(self, event: CloudEvent) -> list[asyncio.Future[Any]]:
         futures = [await publish(self.broker, self.topic, event)]
-        if event.name in self.app.outcomes:
-            futures.append(await publish(self.broker, self.outcomes_topic, self.app.outcome(event)))
+        public = self.app.outcome(event) if event.name in self.app.outcomes else None
+        if public is not None:
+            futures.append(await publish(self.broker, self.outcomes_topic, public))
         return futures
 
     def _note_offsets(self, results: list[Any]) -> None:

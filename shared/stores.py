@@ -85,8 +85,19 @@ class ViewTransaction:
             self._store.sql_put, (view, key, json.dumps(doc, ensure_ascii=False, sort_keys=True))
         )
 
+    def put_new(self, view: str, key: str, doc: dict[str, Any]) -> None:
+        """Write ``doc`` unless the key is taken (then the first writer's stays)."""
+        self._cursor.execute(
+            self._store.sql_put_new, (view, key, json.dumps(doc, ensure_ascii=False, sort_keys=True))
+        )
+
     def delete(self, view: str, key: str) -> None:
         self._cursor.execute(self._store.sql_delete, (view, key))
+
+    def overwrite_deleted(self) -> None:
+        """Make this transaction's deletions overwrite the bytes on disk (SQLite)."""
+        if isinstance(self._store, SQLiteViewStore):
+            self._cursor.execute("PRAGMA secure_delete = ON")
 
     def list(self, view: str, prefix: str = "") -> list[dict[str, Any]]:
         return self._store._list(self._cursor, view, prefix)
@@ -115,6 +126,9 @@ class ViewStoreMixin:
         self.sql_put = (
             f"INSERT INTO {t} (view, key, doc) VALUES ({p}, {p}, {p}) "
             "ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc"
+        )
+        self.sql_put_new = (
+            f"INSERT INTO {t} (view, key, doc) VALUES ({p}, {p}, {p}) ON CONFLICT (view, key) DO NOTHING"
         )
         self.sql_delete = f"DELETE FROM {t} WHERE view = {p} AND key = {p}"
         self.sql_list = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.harness import RunningSystem
+from tests.harness import RunningSystem, wait_for
 
 
 def topic(system: RunningSystem, content_type: str = "livelihood", source: str = "government",
@@ -45,3 +45,23 @@ def refused(system: RunningSystem, service: str, path: str, body: dict[str, Any]
     assert words in problem["detail"], problem
     assert system.services[service].app.max_position() == before
     return problem
+
+
+def opinion(system: RunningSystem, topic_id: str | None, session_id: str | None = None,
+            channel: str = "written", name: str = "张三", **extra: Any) -> dict[str, Any]:
+    """Submit an opinion; the feedback service learns topics and sessions from Kafka, so a
+    409 saying one is not known yet is retried (a refusal changes nothing)."""
+    body: dict[str, Any] = {"channel": channel, "author": {"name": name}, "content": "建议分批实施", **extra}
+    if topic_id:
+        body["topic_id"] = topic_id
+    if session_id:
+        body["session_id"] = session_id
+
+    def attempt() -> dict[str, Any] | None:
+        response = system.post("/feedback/opinions", body)
+        if response.status_code == 409 and response.json()["rule"] in ("unknown_topic", "unknown_session"):
+            return None
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    return wait_for(attempt, 30, f"feedback to accept an opinion on {topic_id}")

@@ -167,11 +167,18 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
             {"summary": "报告", "compiled_by": "县政府办公室", "opinion_ids": []}, 409, "not_opinion_formed")
     system.post(f"/sessions/{session}/consultation-opinion",
                 {"summary": "协商意见：分批实施", "formed_by": "县住建局"}, expect=200)
-    opinion_ids = ["3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "4f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"]
     refused(system, f"/sessions/{session}/report",
             {"summary": "报告", "compiled_by": "县政府办公室", "opinion_ids": ["nope"]}, 422, "uuid_parsing")
-    report = system.post(f"/sessions/{session}/report",
-                         {"summary": "协商报告", "compiled_by": "县政府办公室", "opinion_ids": opinion_ids},
+    # Only opinions the feedback service published, on this session's topic (learned from Kafka).
+    invented = "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
+    refused(system, f"/sessions/{session}/report", {"summary": "报告", "compiled_by": "县政府办公室",
+            "opinion_ids": [invented]}, 409, "unknown_opinions", invented)
+    opinion_ids = [steps.opinion(system, topic_id, session, channel="in_session")["id"] for _ in range(2)]
+    elsewhere = steps.opinion(system, amended)["id"]
+    report_body = {"summary": "协商报告", "compiled_by": "县政府办公室", "opinion_ids": [*opinion_ids, elsewhere]}
+    wait_for(lambda: system.post(f"/sessions/{session}/report", report_body).json()["rule"]
+             == "opinions_of_other_topic", 30, "sessions to learn the opinions")
+    report = system.post(f"/sessions/{session}/report", {**report_body, "opinion_ids": opinion_ids},
                          expect=200).json()["report"]
     assert report["opinion_ids"] == opinion_ids
     refused(system, f"/sessions/{session}/instructions",
@@ -209,9 +216,11 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     expected = ["SessionScheduled", "ParticipantsInvited", "NoticeServed", "SessionHeld",
                 "ConsultationOpinionFormed", "ReportCompiled", "ReportSubmitted", "InstructionIssued",
                 "ImplementationReported"]
-    trace = system.wait_trace(topic_id, 5 + len(expected) + 3)
+    trace = system.wait_trace(topic_id, 5 + len(expected) + 3 + len(opinion_ids))
+    trace = wait_for(lambda: (t := system.trace(topic_id)) and [
+        s["type"] for s in t if s["subject"] == session] == expected and t, 20, "the session's steps")
     session_steps = [s for s in trace if s["service"] == "sessions"]
-    assert [s["type"] for s in session_steps if s["subject"] == session] == expected
+    assert [s["type"] for s in trace if s["service"] == "feedback"] == ["OpinionSubmitted"] * 2
     assert [s["type"] for s in session_steps if s["subject"] == changed] == [
         "SessionScheduled", "SessionRescheduled", "SessionCancelled"]
     assert [s["actor"] for s in session_steps if s["type"] == "InstructionIssued"] == ["县委书记"]
@@ -237,7 +246,7 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     wait_for(lambda: service.projections["session_views"].position("sessions") == service.app.max_position(),
              20, "views caught up")
     rebuilt, _ = rebuild(service.app, [SessionViews])
-    live = {k: v for k, v in service.views.dump().items() if k[0] not in ("planned", "catalog_plan")}
+    live = {k: v for k, v in service.views.dump().items() if k[0] not in ("planned", "catalog_plan", "published_opinion")}
     assert differences(live, rebuilt.dump()) == []
 
 

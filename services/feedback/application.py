@@ -1,7 +1,277 @@
-"""Feedback commands. The store exists from the start so later events join one history."""
+"""Feedback commands: each method loads aggregates, applies one decision, saves.
+
+Personal data is sealed here, under a key of its person (``shared.vault``), before
+the domain ever sees it: events hold the sealed form and a pseudonymous reference,
+and ``redact`` keeps even the sealed form, and every confidential text, off Kafka.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import RecordConflictError
 
 from shared.application import ServiceApplication
+from shared.clock import Clock
+from shared.config import Settings
+from shared.domain import NotFound, Refused, require_reason
+from shared.envelope import CloudEvent
+from shared.logs import get_logger
+from shared.pseudonyms import Pseudonyms
+from shared.vault import Vault
+from shared.workdays import WorkingCalendar
+
+from services.feedback.domain import (
+    Decision, Erasure, Evaluation, Opinion, TopicResults, mask_identifiers, require_accepted_topic,
+)
+
+log = get_logger("feedback")
+
+#: Who the scheduler says noticed a missed deadline (the trace's actor).
+SCHEDULER = "feedback-deadline-scheduler"
+
+#: Free text an event may carry; confidential opinions never let any of it out.
+_TEXT_FIELDS = ("content", "reason", "message", "comment", "shortcomings", "risks", "suggestions")
+#: Sealed personal data: stays in the store, never in an envelope.
+_SEALED_FIELDS = ("author_sealed", "evaluator_sealed")
+#: Outcome events about one opinion: a confidential opinion has none.
+_OPINION_OUTCOMES = {"OpinionAnswered", "FeedbackDelivered"}
 
 
 class FeedbackApplication(ServiceApplication):
+    """Opinions (意见建议), answers, feedback (反馈), decisions and evaluation (评议)."""
+
     service = "feedback"
+    outcomes = frozenset({"OpinionAnswered", "FeedbackDelivered", "TopicResultsPublished",
+                          "TopicResultsRevised", "PostEvaluationTriggered", "PostEvaluationConcluded"})
+    created_fields = ("topic_id", "confidential")
+
+    def __init__(self, settings: Settings, clock: Clock | None = None):
+        super().__init__(settings, clock)
+        self.calendar = WorkingCalendar.load(settings.calendar_dir)
+        self.pseudonyms = Pseudonyms.for_settings(settings)
+        self.vault = Vault(settings, self.service)
+
+    # -- people ------------------------------------------------------------------
+    def person_ref(self, person: dict[str, Any]) -> str:
+        """One reference per person: by ID number, else phone, else name.
+
+        The same reference in every event lets the author follow their own opinions
+        and be erased in one step. A name alone is the weakest identity: two people
+        of one name who give neither phone nor ID number share a reference.
+        """
+        identity = person.get("id_number") or person.get("phone") or person["name"]
+        return self.pseudonyms.ref("person", re.sub(r"\s+", "", identity).upper())
+
+    def seal_person(self, person: dict[str, Any]) -> tuple[str, str]:
+        ref = self.person_ref(person)
+        return ref, self.vault.seal(ref, {k: v for k, v in person.items() if v})
+
+    def open_person(self, ref: str | None, sealed: str | None) -> dict[str, Any] | None:
+        return self.vault.open(ref, sealed) if ref else None
+
+    # -- what leaves the store -----------------------------------------------------
+    def redact(self, name: str, data: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
+        """No sealed data in any envelope; no text of a confidential opinion; phone and ID
+        numbers masked in whatever free text remains."""
+        data = {k: v for k, v in data.items() if k not in _SEALED_FIELDS}
+        confidential = bool(created.get("confidential"))
+        for field in _TEXT_FIELDS:
+            if isinstance(data.get(field), str):
+                data[field] = None if confidential else mask_identifiers(data[field])
+        return data
+
+    def outcome(self, event: CloudEvent) -> CloudEvent | None:
+        """Other departments see answers and feedback of public opinions only, without the
+        words addressed to a person; results and post-evaluations as they are."""
+        if event.name in _OPINION_OUTCOMES:
+            if self.created_facts(UUID(event.subject)).get("confidential"):
+                return None
+            data = {k: v for k, v in event.data.items() if k != "message"}
+            return event.model_copy(update={"data": data})
+        return event
+
+    # -- opinions ----------------------------------------------------------------------
+    def submit_opinion(self, author: dict[str, Any], **fields: Any) -> tuple[str, str]:
+        person = {k: author.get(k) for k in ("name", "phone", "id_number", "address")}
+        ref, sealed = self.seal_person(person)
+        opinion = Opinion.submit(
+            **fields, author_ref=ref, author_sealed=sealed, person=person,
+            organization=author.get("organization"), today=self.clock.today(),
+            calendar=self.calendar, answer_days=self.settings.answer_working_days,
+        )
+        self.save(opinion)
+        return str(opinion.id), ref
+
+    def escalate(self, opinion_id: str, to: str, tier: str, escalated_by: str, reason: str) -> None:
+        opinion = self.get(Opinion, opinion_id)
+        opinion.escalate(to, tier, escalated_by, reason, self.clock.today(), self.calendar,
+                         self.settings.answer_working_days)
+        self.save(opinion)
+
+    def answer(self, opinion_id: str, disposition: str, reason: str | None, answered_by: str) -> None:
+        opinion = self.get(Opinion, opinion_id)
+        opinion.answer(disposition, reason, answered_by, self.clock.today(), self.calendar,
+                       self.settings.feedback_working_days)
+        self.save(opinion)
+
+    def deliver_feedback(self, opinion_id: str, channel: str, message: str, delivered_by: str) -> None:
+        opinion = self.get(Opinion, opinion_id)
+        opinion.deliver_feedback(channel, message, delivered_by, self.clock.today())
+        self.save(opinion)
+
+    def rate(self, opinion_id: str, rating: str, comment: str | None) -> None:
+        opinion = self.get(Opinion, opinion_id)
+        opinion.rate(rating, comment, self.clock.today(), self.calendar, self.settings.answer_working_days)
+        self.save(opinion)
+
+    def opinion_record(self, opinion_id: str) -> dict[str, Any]:
+        """The official record of one opinion, with its author's details while they exist."""
+        o = self.get(Opinion, opinion_id)
+        person = self.open_person(o.author_ref, o.author_sealed)
+        return {
+            "id": str(o.id), "topic_id": o.topic_id, "session_id": o.session_id, "channel": o.channel,
+            "platform_level": o.platform_level, "platform": o.platform, "category": o.category,
+            "author": {"ref": o.author_ref if person else None, "organization": o.organization,
+                       "erased": person is None, **(person or {})},
+            "content": o.content, "confidential": o.confidential, "responsible": o.responsible,
+            "submitted_on": o.submitted_on, "status": o.status, "round": o.round, "rounds": o.rounds,
+            "escalations": o.escalations, "deadlines": o.deadlines, "version": o.version,
+        }
+
+    def confidential_texts(self, opinion_ids: list[str]) -> dict[str, str]:
+        """The content of confidential opinions, for the two readers allowed to see it."""
+        return {i: self.get(Opinion, i).content for i in opinion_ids}
+
+    # -- erasure (crypto-shredding) ------------------------------------------------------
+    def erase_author(self, ref: str, requested_by: str, reason: str | None) -> str:
+        """Destroy the person's key; their events stay as stored, unreadable for good.
+
+        The event is saved first: should the key's removal then fail, the request
+        fails too and is repeated, and the views already show the person erased.
+        """
+        reason = require_reason(reason, "Erasing a person's data")
+        if not self.vault.holds(ref):
+            if self.vault.destroyed(ref):
+                raise Refused("This person's data was already erased.", rule="already_erased")
+            raise NotFound(f"No person with reference {ref}")
+        today = self.clock.today().isoformat()
+        erasure = Erasure(author_ref=ref, requested_by=requested_by, reason=reason, erased_on=today)
+        self.save(erasure)
+        self.vault.destroy(ref, today)
+        log.info("person erased", ref=ref, erasure=str(erasure.id))
+        return str(erasure.id)
+
+    # -- topic results -----------------------------------------------------------------
+    def publish_results(self, topic_id: str, summary: str, published_by: str,
+                        consultation: dict[str, Any]) -> str:
+        record, unanswered, totals = consultation["record"], consultation["unanswered"], consultation["totals"]
+        today = self.clock.today()
+        try:
+            results = self.repository.get(TopicResults.create_id(topic_id))
+        except AggregateNotFoundError:
+            TopicResults.check(topic_id, record, unanswered)
+            results = TopicResults(topic_id=topic_id, summary=summary, published_by=published_by,
+                                   published_on=today.isoformat(), record=record, totals=totals)
+        else:
+            results.revise(summary, published_by, today, record, unanswered, totals)
+        self.save(results)
+        return str(results.id)
+
+    # -- decisions ---------------------------------------------------------------------
+    def draft_decision(self, topic: dict[str, Any] | None, **fields: Any) -> str:
+        decision = Decision.draft(topic, **fields, today=self.clock.today())
+        self.save(decision)
+        return str(decision.id)
+
+    def decision(self, decision_id: str) -> Decision:
+        return self.get(Decision, decision_id)
+
+    def deliberate(self, decision_id: str, submitted_by: str, consultation: dict[str, Any],
+                   exemption: dict[str, Any] | None) -> None:
+        decision = self.get(Decision, decision_id)
+        decision.submit_for_deliberation(submitted_by, consultation, exemption, self.clock.today())
+        self.save(decision)
+
+    def issue(self, decision_id: str, issued_on: date, issued_by: str) -> None:
+        decision = self.get(Decision, decision_id)
+        decision.issue(issued_on, issued_by, self.clock.today(), self.calendar)
+        self.save(decision)
+
+    def interpret(self, decision_id: str, held_on: date, by: str) -> None:
+        decision = self.get(Decision, decision_id)
+        decision.interpret(held_on, by, self.clock.today())
+        self.save(decision)
+
+    def open_post_evaluation(self, decision_id: str, reason: str | None, opened_by: str) -> None:
+        decision = self.get(Decision, decision_id)
+        decision.open_post_evaluation(reason, opened_by, self.clock.today())
+        self.save(decision)
+
+    def conclude_post_evaluation(self, decision_id: str, conclusion: str, summary: str, formed_by: str,
+                                 participants: list[str]) -> None:
+        decision = self.get(Decision, decision_id)
+        decision.conclude(conclusion, summary, formed_by, participants, self.clock.today())
+        self.save(decision)
+
+    # -- evaluation ---------------------------------------------------------------------
+    @property
+    def evaluation_policy(self) -> dict[str, Any]:
+        s = self.settings
+        return {"min_forms": s.post_evaluation_min_forms, "missed_share": s.post_evaluation_missed_share,
+                "objections": s.post_evaluation_objections}
+
+    def submit_evaluation(self, topic: dict[str, Any] | None, evaluator: str, decision_id: str | None,
+                          topic_id: str, **form: Any) -> str:
+        """One form; counted on its decision in the same transaction, so the trigger fires
+        once however many forms arrive at the same moment (a lost race is retried)."""
+        require_accepted_topic(topic_id, topic)
+        ref, sealed = self.seal_person({"name": evaluator})
+        for attempt in range(20):
+            evaluation = Evaluation(topic_id=topic_id, decision_id=decision_id, evaluator_ref=ref,
+                                    evaluator_sealed=sealed, submitted_on=self.clock.today().isoformat(),
+                                    **form)
+            evaluation_id = evaluation.id
+            if decision_id is None:
+                self.save(evaluation)
+                return str(evaluation_id)
+            decision = self.get(Decision, decision_id)
+            if decision.topic_id != topic_id:
+                raise Refused(f"Decision {decision_id} was drafted on topic {decision.topic_id}, "
+                              f"not on topic {topic_id}.", rule="decision_of_other_topic")
+            decision.count_evaluation(str(evaluation_id), evaluation.aim_missed, evaluation.objection,
+                                      self.evaluation_policy, self.clock.today())
+            try:
+                self.save(evaluation, decision)
+                return str(evaluation_id)
+            except RecordConflictError:
+                log.info("evaluation raced another on one decision; counting again",
+                         decision=decision_id, attempt=attempt)
+        raise Refused("Too many evaluations arrived at once for this decision; send it again.",
+                      rule="busy")
+
+    # -- deadlines -----------------------------------------------------------------------
+    def record_missed_deadlines(self, ids: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """DeadlineMissed for every step of these opinions and decisions that went overdue,
+        once each; a scheduler that lost a race on one aggregate leaves it to the winner."""
+        today = self.clock.today()
+        missed: list[tuple[str, str]] = []
+        for kind, aggregate_id in ids:
+            cls = Opinion if kind == "opinion" else Decision
+            try:
+                aggregate = self.get(cls, aggregate_id)
+            except NotFound:
+                continue
+            steps = aggregate.record_missed(today, self.calendar, SCHEDULER)
+            if not steps:
+                continue
+            try:
+                self.save(aggregate)
+            except RecordConflictError:
+                continue
+            missed += [(aggregate_id, step) for step in steps]
+        return missed

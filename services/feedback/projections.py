@@ -1,22 +1,248 @@
-"""The trace (全过程留痕): every event of every service that belongs to a topic's chain.
+"""Feedback read models.
 
-Fed from Kafka. Steps are stored per subject (aggregate), and each subject is
-linked to the topics its events name, so an aggregate whose later events do not
-repeat the topic id (a plan approved, a session held) still shows in the trace,
-and a proposal linked after the fact brings its earlier steps with it.
+``TopicBook`` learns, from the catalog's and sessions' Kafka topics, which topics
+were accepted, who leads them and which sessions they have: the feedback service
+never calls another service. ``FeedbackViews`` keeps, from the service's own log,
+what each body reads: the author's own opinions, each department's queue, the
+government office's supervision totals (督办), the public's answered opinions,
+topic results and evaluation results. ``Trace`` (全过程留痕) follows every
+service's topic. None of them holds a person's name, phone or ID number.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 from shared.config import SERVICE_TOPICS
 from shared.envelope import CloudEvent
-from shared.projection import ViewProjection
+from shared.projection import UnprocessableEvent, ViewProjection, need
 from shared.stores import ViewStore, ViewTransaction
+from shared.workdays import WorkingCalendar
+
+
+class TopicBook(ViewProjection):
+    """Topics (accepted or not, and their lead department) and sessions, from Kafka."""
+
+    name = "topic_book"
+    kafka_topics = (SERVICE_TOPICS["catalog"], SERVICE_TOPICS["sessions"])
+
+    @staticmethod
+    def _topic(txn: ViewTransaction, topic_id: str) -> dict[str, Any]:
+        return txn.get("topic", topic_id) or {"id": topic_id, "title": None, "status": "proposed",
+                                              "lead_department": None}
+
+    def on_TopicProposed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        topic = self._topic(txn, e.subject)
+        txn.put("topic", e.subject, {**topic, "title": d.get("title")})
+
+    def on_TopicAccepted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        txn.put("topic", e.subject, {**self._topic(txn, e.subject), "status": "accepted"})
+
+    def on_TopicRejected(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        txn.put("topic", e.subject, {**self._topic(txn, e.subject), "status": "rejected"})
+
+    def on_PlanItemAdded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        need(d, "topic_id", "lead_department")
+        txn.put("topic", d["topic_id"], {**self._topic(txn, d["topic_id"]),
+                                         "lead_department": d["lead_department"]})
+
+    on_PlanAmended = on_PlanItemAdded
+
+    def on_SessionScheduled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        need(d, "topic_id", "lead_department")
+        txn.put("session", e.subject, {"id": e.subject, "topic_id": d["topic_id"],
+                                       "lead_department": d["lead_department"], "status": "scheduled"})
+
+    def on_SessionCancelled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        session = txn.get("session", e.subject)
+        if session is None:
+            raise UnprocessableEvent(f"SessionCancelled for session {e.subject}, which was never scheduled")
+        txn.put("session", e.subject, {**session, "status": "cancelled"})
+
+
+class FeedbackViews(ViewProjection):
+    """Opinions, deadlines, decisions, evaluations and results, from the service's own log."""
+
+    name = "feedback_views"
+
+    # -- opinions ----------------------------------------------------------------------
+    def _opinion(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
+        opinion = txn.get("opinion", e.subject)
+        if opinion is None:
+            raise UnprocessableEvent(f"{e.name} for opinion {e.subject}, which was never submitted")
+        return opinion
+
+    @staticmethod
+    def _deadline(txn: ViewTransaction, kind: str, subject: str, step: str, due: dict[str, Any],
+                  department: str, topic_id: str | None) -> None:
+        txn.put("deadline", f"{subject}/{step}", {
+            "kind": kind, "subject": subject, "step": step, "round": due.get("round", 1),
+            "due": due["due"], "from": due["from"], "provisional": due["provisional"],
+            "department": department, "topic_id": topic_id, "met_on": None, "missed_on": None,
+        })
+
+    @staticmethod
+    def _close(txn: ViewTransaction, subject: str, step: str, **changes: Any) -> None:
+        key = f"{subject}/{step}"
+        deadline = txn.get("deadline", key)
+        if deadline is None:
+            raise UnprocessableEvent(f"deadline {key} was never set")
+        txn.put("deadline", key, {**deadline, **changes})
+
+    def on_OpinionSubmitted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        need(d, "channel", "author_ref", "responsible", "submitted_on", "answer_due")
+        txn.put("opinion", e.subject, {
+            "id": e.subject, **{k: d.get(k) for k in (
+                "topic_id", "session_id", "channel", "platform_level", "platform", "category",
+                "author_ref", "organization", "content", "confidential", "responsible", "submitted_on")},
+            "submitted_at": e.time.isoformat(),
+            "author_erased": False, "status": "open", "round": 1, "escalated": False,
+            "rounds": [{"round": 1, "answer": None, "feedback": None, "satisfaction": None}],
+            "escalations": [],
+        })
+        if d.get("topic_id"):
+            txn.put("topic_opinion", f"{d['topic_id']}/{e.subject}", {"id": e.subject})
+        txn.put("author_opinion", f"{d['author_ref']}/{e.subject}", {"id": e.subject})
+        self._deadline(txn, "opinion", e.subject, "answer", d["answer_due"], d["responsible"], d.get("topic_id"))
+
+    def on_OpinionEscalated(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        opinion = self._opinion(e, txn)
+        opinion["escalations"].append({k: d[k] for k in ("to", "tier", "escalated_by", "reason",
+                                                         "from_level", "to_level", "escalated_on")})
+        opinion.update(responsible=d["to"], platform_level=d["to_level"], escalated=True)
+        txn.put("opinion", e.subject, opinion)
+        self._deadline(txn, "opinion", e.subject, "answer", d["answer_due"], d["to"], opinion["topic_id"])
+
+    def on_OpinionAnswered(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        opinion = self._opinion(e, txn)
+        opinion["status"] = "answered"
+        opinion["rounds"][-1]["answer"] = {k: d[k] for k in ("disposition", "reason", "answered_by",
+                                                             "answered_on")}
+        txn.put("opinion", e.subject, opinion)
+        self._close(txn, e.subject, "answer", met_on=d["answered_on"])
+        self._deadline(txn, "opinion", e.subject, "feedback", d["feedback_due"], opinion["responsible"],
+                       opinion["topic_id"])
+
+    def on_FeedbackDelivered(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        opinion = self._opinion(e, txn)
+        opinion["status"] = "fed_back"
+        opinion["rounds"][-1]["feedback"] = {k: d[k] for k in ("channel", "message", "delivered_by",
+                                                               "delivered_on")}
+        txn.put("opinion", e.subject, opinion)
+        self._close(txn, e.subject, "feedback", met_on=d["delivered_on"])
+
+    def on_SatisfactionRated(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        opinion = self._opinion(e, txn)
+        opinion["status"] = "rated"
+        opinion["rounds"][-1]["satisfaction"] = {k: d[k] for k in ("rating", "comment", "rated_on")}
+        txn.put("opinion", e.subject, opinion)
+
+    def on_OpinionReopened(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        opinion = self._opinion(e, txn)
+        opinion.update(status="open", round=d["round"])
+        opinion["rounds"].append({"round": d["round"], "answer": None, "feedback": None, "satisfaction": None})
+        txn.put("opinion", e.subject, opinion)
+        txn.delete("deadline", f"{e.subject}/feedback")
+        self._deadline(txn, "opinion", e.subject, "answer", d["answer_due"], opinion["responsible"],
+                       opinion["topic_id"])
+
+    def on_DeadlineMissed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        self._close(txn, e.subject, d["step"], missed_on=d["detected_on"])
+
+    def on_AuthorErased(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        """From now on the views show these opinions without the person: no reference either."""
+        need(d, "author_ref")
+        ref = d["author_ref"]
+        for link in txn.list("author_opinion", prefix=f"{ref}/"):
+            opinion = txn.get("opinion", link["id"])
+            if opinion is not None:
+                txn.put("opinion", link["id"], {**opinion, "author_ref": None, "author_erased": True,
+                                                "organization": None})
+            txn.delete("author_opinion", f"{ref}/{link['id']}")
+        txn.put("erased", ref, {"ref": ref, "erased_on": d["erased_on"]})
+
+    # -- results, decisions, evaluations ---------------------------------------------------
+    def on_TopicResultsPublished(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        need(d, "topic_id")
+        txn.put("results", d["topic_id"], {k: d.get(k) for k in (
+            "topic_id", "summary", "published_by", "published_on", "record", "totals")})
+
+    def on_TopicResultsRevised(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        if e.topicid is None:
+            raise UnprocessableEvent("TopicResultsRevised without the topic it revises")
+        txn.put("results", e.topicid, {"topic_id": e.topicid, **{k: d.get(k) for k in (
+            "summary", "published_by", "published_on", "record", "totals")}})
+
+    def _decision(self, e: CloudEvent, txn: ViewTransaction, **changes: Any) -> dict[str, Any]:
+        decision = txn.get("decision", e.subject)
+        if decision is None:
+            raise UnprocessableEvent(f"{e.name} for decision {e.subject}, which was never drafted")
+        decision.update(changes)
+        txn.put("decision", e.subject, decision)
+        return decision
+
+    def on_DecisionDrafted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        txn.put("decision", e.subject, {
+            "id": e.subject, **{k: d.get(k) for k in ("topic_id", "title", "kind", "area", "drafted_by",
+                                                      "drafted_on")},
+            "status": "drafted", "deliberation": None, "issued_on": None, "interpretation": None,
+            "evaluations": {"forms": 0, "aim_missed": 0, "objections": 0}, "post_evaluation": None,
+        })
+
+    def on_DecisionSubmittedForDeliberation(self, e: CloudEvent, d: dict[str, Any],
+                                            txn: ViewTransaction) -> None:
+        self._decision(e, txn, status="deliberated", deliberation={k: d.get(k) for k in (
+            "submitted_by", "submitted_on", "adoption_record", "totals", "exemption")})
+
+    def on_DecisionIssued(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        decision = self._decision(e, txn, status="issued", issued_on=d["issued_on"])
+        self._deadline(txn, "decision", e.subject, "interpretation", d["interpretation_due"],
+                       decision["drafted_by"], decision["topic_id"])
+
+    def on_PolicyInterpreted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        self._decision(e, txn, interpretation={k: d[k] for k in ("held_on", "by", "on_time")})
+        self._close(txn, e.subject, "interpretation", met_on=d["held_on"])
+
+    def on_InterpretationDeadlineMissed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        self._close(txn, e.subject, d["step"], missed_on=d["detected_on"])
+
+    def on_EvaluationCounted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        decision = self._decision(e, txn)
+        counts = decision["evaluations"]
+        counts["forms"] += 1
+        counts["aim_missed"] += int(d["aim_missed"])
+        counts["objections"] += int(d["objection"])
+        self._decision(e, txn, evaluations=counts)
+
+    def on_PostEvaluationTriggered(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        self._decision(e, txn, status="under_post_evaluation", post_evaluation={
+            **{k: d[k] for k in ("trigger", "reason", "opened_by", "opened_on", "evaluations")}, "report": None})
+
+    def on_PostEvaluationConcluded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        decision = self._decision(e, txn)
+        report = {k: d[k] for k in ("conclusion", "summary", "formed_by", "participants", "concluded_on")}
+        status = {"continue": "in_effect", "adjust": "to_adjust", "terminate": "terminated"}[d["conclusion"]]
+        self._decision(e, txn, status=status, post_evaluation={**decision["post_evaluation"], "report": report})
+
+    def on_EvaluationSubmitted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        need(d, "topic_id")
+        txn.put("evaluation", f"{d['topic_id']}/{e.subject}", {
+            "id": e.subject, **{k: d.get(k) for k in (
+                "topic_id", "decision_id", "effect", "satisfaction", "operability", "reasonableness",
+                "shortcomings", "risks", "suggestions", "submitted_on")}})
 
 
 class Trace(ViewProjection):
+    """The trace (全过程留痕): every event of every service that belongs to a topic's chain.
+
+    Fed from Kafka. Steps are stored per subject (aggregate), and each subject is
+    linked to the topics its events name, so an aggregate whose later events do not
+    repeat the topic id (a plan approved, a session held) still shows in the trace,
+    and a proposal linked after the fact brings its earlier steps with it. Steps
+    are ordered by time when read, so events arriving out of order end up in place.
+    """
+
     name = "trace"
     kafka_topics = tuple(SERVICE_TOPICS.values())
 
@@ -33,6 +259,8 @@ class Trace(ViewProjection):
         }
         key = f"{event.subject}/{event.time.isoformat()}/{event.service}/{event.sequence:012d}"
         txn.put("step", key, step)
+        if event.name == "AuthorErased" and event.data.get("author_ref"):
+            txn.put("trace_erased", event.data["author_ref"], {"ref": event.data["author_ref"]})
         if event.topicid:
             self._link(txn, event.topicid, event.subject)
             proposal = event.data.get("proposal_id")
@@ -55,4 +283,148 @@ def trace(views: ViewStore, topic_id: str) -> list[dict[str, Any]] | None:
         if step.get("topic_id") in (None, topic_id)
     ]
     steps.sort(key=lambda s: (s["time"], s["service"], s["sequence"]))
+    # A person who was erased no longer shows, not even by reference.
+    for step in steps:
+        if step["actor"] and views.get("trace_erased", step["actor"]) is not None:
+            step["actor"] = None
     return steps
+
+
+# -- queries: each body's view of the same documents -------------------------------------
+
+def known_topic(views: ViewStore, topic_id: str) -> dict[str, Any] | None:
+    return views.get("topic", topic_id)
+
+
+def known_session(views: ViewStore, session_id: str) -> dict[str, Any] | None:
+    return views.get("session", session_id)
+
+
+def topic_opinions(views: ViewStore, topic_id: str) -> list[dict[str, Any]]:
+    return [o for link in views.list("topic_opinion", prefix=f"{topic_id}/")
+            if (o := views.get("opinion", link["id"])) is not None]
+
+
+def _answer(o: dict[str, Any]) -> dict[str, Any] | None:
+    """The latest answer given (a reopened opinion keeps its first until the second comes)."""
+    return next((r["answer"] for r in reversed(o["rounds"]) if r["answer"]), None)
+
+
+def consultation(views: ViewStore, topic_id: str) -> dict[str, Any]:
+    """The adoption record of a topic's opinions (意见采纳情况), made from their answers.
+
+    Public opinions are listed one by one; confidential ones are only counted, so
+    the record can go with deliberation materials and into the public results.
+    """
+    opinions = topic_opinions(views, topic_id)
+    record, totals = [], {"opinions": len(opinions), "adopted": 0, "partially_adopted": 0,
+                          "not_adopted": 0, "confidential": 0}
+    unanswered = 0
+    for o in sorted(opinions, key=lambda o: (o["submitted_at"], o["id"])):
+        answer = _answer(o)
+        if answer is None or o["status"] == "open":
+            unanswered += 1
+            continue
+        totals[answer["disposition"]] += 1
+        if o["confidential"]:
+            totals["confidential"] += 1
+            continue
+        record.append({"opinion_id": o["id"], "channel": o["channel"], "content": o["content"],
+                       "disposition": answer["disposition"], "reason": answer["reason"],
+                       "answered_by": answer["answered_by"], "round": o["round"]})
+    return {"topic_id": topic_id, "record": record, "unanswered": unanswered, "totals": totals}
+
+
+def author_opinions(views: ViewStore, ref: str) -> list[dict[str, Any]]:
+    """The author's own opinions and where each stands."""
+    opinions = [o for link in views.list("author_opinion", prefix=f"{ref}/")
+                if (o := views.get("opinion", link["id"])) is not None]
+    return sorted(opinions, key=lambda o: (o["submitted_at"], o["id"]))
+
+
+def _elapsed(calendar: WorkingCalendar, start: str, today: date) -> int:
+    return calendar.working_days_between(date.fromisoformat(start), today + timedelta(days=1)).value
+
+
+def open_deadlines(views: ViewStore) -> list[tuple[str, str]]:
+    """(kind, id) of every opinion and decision with a step neither done nor reported missed."""
+    return sorted({(d["kind"], d["subject"]) for d in views.list("deadline")
+                   if d["met_on"] is None and d["missed_on"] is None})
+
+
+def department_queue(views: ViewStore, department: str, today: date,
+                     calendar: WorkingCalendar) -> dict[str, Any]:
+    """What a department owes: opinions and escalated items to answer, feedback to deliver,
+    policy interpretations — each with the working days elapsed since it became due to it."""
+    owed = [d for d in views.list("deadline") if d["department"] == department and d["met_on"] is None]
+    rows: dict[str, list[dict[str, Any]]] = {"to_answer": [], "to_feed_back": [], "to_interpret": []}
+    for d in sorted(owed, key=lambda d: (d["due"], d["subject"])):
+        row = {**d, "working_days_elapsed": _elapsed(calendar, d["from"], today),
+               "overdue": d["missed_on"] is not None}
+        if d["kind"] == "decision":
+            row["decision"] = views.get("decision", d["subject"])
+            rows["to_interpret"].append(row)
+            continue
+        row["opinion"] = views.get("opinion", d["subject"])
+        rows["to_answer" if d["step"] == "answer" else "to_feed_back"].append(row)
+    escalations = [r for r in rows["to_answer"] if r["opinion"] and r["opinion"]["escalated"]]
+    return {"department": department, "as_of": today.isoformat(), **rows, "escalations": escalations}
+
+
+def supervision(views: ViewStore, today: date, calendar: WorkingCalendar) -> dict[str, Any]:
+    """The government office's totals per department (督办, 002 第十三条) and what is overdue."""
+    totals: dict[str, dict[str, Any]] = {}
+
+    def row(department: str) -> dict[str, Any]:
+        return totals.setdefault(department, {
+            "department": department, "opinions": 0, "answered": 0, "fed_back": 0, "overdue": 0,
+            "satisfaction": {"satisfied": 0, "basically_satisfied": 0, "unsatisfied": 0}})
+
+    for o in views.list("opinion"):
+        r = row(o["responsible"])
+        r["opinions"] += 1
+        r["answered"] += o["status"] != "open"
+        r["fed_back"] += o["status"] in ("fed_back", "rated")
+        for rnd in o["rounds"]:
+            if rnd["satisfaction"]:
+                r["satisfaction"][rnd["satisfaction"]["rating"]] += 1
+    overdue = []
+    for d in views.list("deadline"):
+        if d["missed_on"] and not d["met_on"]:
+            row(d["department"])["overdue"] += 1
+            overdue.append({**d, "working_days_overdue": _elapsed(calendar, d["due"], today)})
+    return {"as_of": today.isoformat(),
+            "departments": sorted(totals.values(), key=lambda r: r["department"]),
+            "overdue": sorted(overdue, key=lambda d: (d["due"], d["subject"]))}
+
+
+_PUBLIC = ("id", "topic_id", "session_id", "channel", "platform_level", "category", "content",
+           "submitted_on", "submitted_at", "status")
+
+
+def public_opinions(views: ViewStore, topic_id: str | None) -> list[dict[str, Any]]:
+    """What society sees: answered opinions that are not confidential, without any person."""
+    opinions = topic_opinions(views, topic_id) if topic_id else views.list("opinion")
+    return sorted(({**{k: o.get(k) for k in _PUBLIC}, "answer": _answer(o)}
+                   for o in opinions if not o["confidential"] and _answer(o) is not None),
+                  key=lambda o: (o["submitted_at"], o["id"]))
+
+
+def evaluation_results(views: ViewStore, topic_id: str) -> dict[str, Any]:
+    forms = views.list("evaluation", prefix=f"{topic_id}/")
+    tally = {"forms": len(forms), "effect": {}, "operability": {}, "reasonableness": {}}
+    for f in forms:
+        for k in ("effect", "operability", "reasonableness"):
+            tally[k][f[k]] = tally[k].get(f[k], 0) + 1
+    tally["average_satisfaction"] = (round(sum(f["satisfaction"] for f in forms) / len(forms), 2)
+                                     if forms else None)
+    tally["suggestions"] = [f["suggestions"] for f in forms if f.get("suggestions")]
+    return tally
+
+
+def public_topic(views: ViewStore, topic_id: str) -> dict[str, Any]:
+    """A topic's public results and the public's evaluation of what was decided."""
+    decisions = [{k: d[k] for k in ("id", "title", "kind", "status", "issued_on", "post_evaluation")}
+                 for d in views.list("decision") if d["topic_id"] == topic_id]
+    return {"topic_id": topic_id, "results": views.get("results", topic_id), "decisions": decisions,
+            "evaluation": evaluation_results(views, topic_id)}

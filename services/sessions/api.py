@@ -209,8 +209,9 @@ def routes(service: Service) -> APIRouter:
 
     @r.post("/{session_id}/report", summary="Compile the consultation report (协商报告)")
     async def report(session_id: str, body: ReportIn) -> dict[str, Any]:
-        await run(app.compile_report, session_id, body.summary, body.compiled_by,
-                  [str(i) for i in body.opinion_ids])
+        opinion_ids = list(dict.fromkeys(str(i) for i in body.opinion_ids))
+        published = await run(q.published_opinions, views, opinion_ids)
+        await run(app.compile_report, session_id, body.summary, body.compiled_by, opinion_ids, published)
         return await current(session_id)
 
     @r.post("/{session_id}/report/submission",

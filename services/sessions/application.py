@@ -44,7 +44,7 @@ class SessionsApplication(ServiceApplication):
         return self.pseudonyms.ref("participant", name)
 
     # -- what leaves the store ---------------------------------------------------
-    def redact(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+    def redact(self, name: str, data: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
         """Participants' names stay here; events carry a keyed pseudonymous reference instead."""
         if name == "ParticipantsInvited":
             data = {**data, "participants": [
@@ -58,7 +58,7 @@ class SessionsApplication(ServiceApplication):
                     "attendee_count": len(attendees)}
         return data
 
-    def outcome(self, event: CloudEvent) -> CloudEvent:
+    def outcome(self, event: CloudEvent) -> CloudEvent | None:
         """Other departments see that a session was held, not who came or internal minutes."""
         if event.name != "SessionHeld":
             return event
@@ -111,9 +111,10 @@ class SessionsApplication(ServiceApplication):
         session.form_opinion(summary, formed_by, self.clock.today())
         self.save(session)
 
-    def compile_report(self, session_id: str, summary: str, compiled_by: str, opinion_ids: list[str]) -> None:
+    def compile_report(self, session_id: str, summary: str, compiled_by: str, opinion_ids: list[str],
+                       published: dict[str, str | None]) -> None:
         session = self.get(Session, session_id)
-        session.compile_report(summary, compiled_by, opinion_ids, self.clock.today())
+        session.compile_report(summary, compiled_by, opinion_ids, published, self.clock.today())
         self.save(session)
 
     def submit_report(self, session_id: str, submitted_to: list[str], submitted_by: str | None) -> None:

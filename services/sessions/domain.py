@@ -419,13 +419,27 @@ class Session(Aggregate):
         self.opinion = {"summary": summary, "formed_by": formed_by, "formed_on": formed_on}
         self.deadlines[Step.opinion]["met_on"] = formed_on
 
-    def compile_report(self, summary: str, compiled_by: str, opinion_ids: list[str], today: date) -> None:
+    def compile_report(self, summary: str, compiled_by: str, opinion_ids: list[str],
+                       published: dict[str, str | None], today: date) -> None:
+        """``published``: the topic of each of ``opinion_ids`` the feedback service published."""
         self._require(
             "opinion_formed", "The consultation report (协商报告)",
             "the lead department's consultation opinion (依据协商意见形成报告, 002 第七条(四))",
         )
         if self.report is not None:
             raise Refused("The consultation report was already compiled.", rule="report_already_compiled")
+        unknown = [i for i in opinion_ids if i not in published]
+        if unknown:
+            raise Refused(
+                f"The report may consolidate only opinions the feedback service has published; "
+                f"not known: {', '.join(unknown)}. (Sessions learns opinions from the feedback "
+                "service's published events; one submitted moments ago may still be on its way.)",
+                rule="unknown_opinions",
+            )
+        foreign = [i for i in opinion_ids if published[i] != self.topic_id]
+        if foreign:
+            raise Refused(f"These opinions were given on another topic than this session's "
+                          f"({self.topic_id}): {', '.join(foreign)}.", rule="opinions_of_other_topic")
         self._compile(summary=summary, compiled_by=compiled_by, opinion_ids=opinion_ids,
                       compiled_on=today.isoformat())
 

@@ -65,6 +65,17 @@ class PlanBook(ViewProjection):
         self._planned(txn, plan, d, by_amendment=True, amendment_reason=d.get("reason"))
 
 
+class OpinionBook(ViewProjection):
+    """Opinions the feedback service has published, and their topics, from
+    ``consultation.feedback.v1``: what a report may consolidate."""
+
+    name = "opinion_book"
+    kafka_topics = (SERVICE_TOPICS["feedback"],)
+
+    def on_OpinionSubmitted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        txn.put("published_opinion", e.subject, {"id": e.subject, "topic_id": d.get("topic_id")})
+
+
 class SessionViews(ViewProjection):
     """Sessions, deadlines, instructions and exemptions, from the service's own log."""
 
@@ -200,6 +211,11 @@ class SessionViews(ViewProjection):
 def planned(views: ViewStore, topic_id: str) -> list[dict[str, Any]]:
     """The approved plan items (and amendments) that hold this topic."""
     return views.list("planned", prefix=f"{topic_id}/")
+
+
+def published_opinions(views: ViewStore, opinion_ids: list[str]) -> dict[str, str | None]:
+    """The topic of each of these opinions the feedback service has published (others absent)."""
+    return {i: doc["topic_id"] for i in opinion_ids if (doc := views.get("published_opinion", i))}
 
 
 def open_deadline_sessions(views: ViewStore) -> list[str]:

@@ -1,0 +1,257 @@
+"""Issue 9: feedback — every opinion answered, every contributor told, every decision
+evaluated, and the whole trace.
+
+Shown through HTTP on running systems whose services talk over the real broker:
+the feedback service learns topics and sessions from the catalog's and sessions'
+Kafka topics, sessions learns published opinions from the feedback topic, and
+the test reads every topic from the beginning to see what left the stores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+
+from services.feedback.projections import FeedbackViews, Trace, trace as trace_of
+from shared.clock import FixedClock
+from shared.config import ALL_TOPICS, OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
+from shared.envelope import CloudEvent
+from shared.replay import differences, rebuild
+from shared.stores import open_view_store
+from tests import steps
+from tests.conftest import KafkaEndpoint
+from tests.harness import RunningSystem, read_topic, wait_for
+from tests.steps import approve, item, plan, topic
+
+NAMES = ("catalog", "sessions", "feedback")
+#: A resident ID number with a valid check character, and the person it belongs to.
+ID_NUMBER = "11010519491231002X"
+AUTHOR = {"name": "王小明", "phone": "13912345678", "id_number": ID_NUMBER, "address": "幸福路8号3单元",
+          "organization": "幸福社区"}
+SECRET = "我家隔壁的违建挡住了消防通道"
+
+
+def refused(system: RunningSystem, path: str, body: dict[str, Any], status: int, rule: str,
+            words: str = "") -> dict[str, Any]:
+    return steps.refused(system, "feedback", path, body, status, rule, words)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(date(2026, 9, 1))
+
+
+@pytest.fixture
+def system(settings: Settings, clock: FixedClock) -> Iterator[RunningSystem]:
+    tuned = settings.model_copy(update={"deadline_check_interval": 0.2, "post_evaluation_min_forms": 3})
+    with RunningSystem(tuned, NAMES, clock) as running:
+        yield running
+
+
+def planned_topic(system: RunningSystem, department: str = "县住建局") -> str:
+    topic_id = topic(system, "livelihood")
+    plan_id = plan(system)
+    system.post(f"/catalog/plans/{plan_id}/items", item(topic_id, department), expect=200)
+    approve(system, plan_id)
+    wait_for(lambda: system.get(f"/feedback/views/known-topics/{topic_id}", None).get("lead_department"),
+             30, "feedback to learn the topic's lead department")
+    return topic_id
+
+
+def answer(system: RunningSystem, opinion_id: str, disposition: str = "adopted", by: str = "县住建局",
+           **extra: Any) -> dict[str, Any]:
+    return system.post(f"/feedback/opinions/{opinion_id}/answer",
+                       {"disposition": disposition, "answered_by": by, **extra}, expect=200).json()
+
+
+def feed_back(system: RunningSystem, opinion_id: str, by: str = "县住建局") -> dict[str, Any]:
+    return system.post(f"/feedback/opinions/{opinion_id}/feedback",
+                       {"channel": "phone", "message": "您的意见已采纳，感谢参与", "delivered_by": by},
+                       expect=200).json()
+
+
+def views_caught_up(system: RunningSystem) -> None:
+    service = system.services["feedback"]
+    wait_for(lambda: service.projections[FeedbackViews.name].position("feedback") == service.app.max_position(),
+             20, "feedback views caught up")
+
+
+def test_a_consultation_from_opinion_to_evaluation_without_a_person_on_any_topic(
+        system: RunningSystem, clock: FixedClock, kafka: KafkaEndpoint, capfd: pytest.CaptureFixture[str]) -> None:
+    topic_id = planned_topic(system)
+    known = system.get(f"/feedback/views/known-topics/{topic_id}")
+    assert (known["status"], known["lead_department"]) == ("accepted", "县住建局")
+
+    # -- what an opinion must name ----------------------------------------------------
+    unknown = "5d1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
+    base = {"channel": "online", "author": {"name": "李四"}, "content": "建议"}
+    refused(system, "/feedback/opinions", {**base, "topic_id": unknown}, 409, "unknown_topic",
+            "may still be on its way")
+    rejected = topic(system, "livelihood", accept=False)
+    system.post(f"/catalog/topics/{rejected}/screening",
+                {"decision": "rejected", "reason": "不属协商范围", "screened_by": "政协办公室"}, expect=200)
+    wait_for(lambda: system.get(f"/feedback/views/known-topics/{rejected}", None).get("status") == "rejected",
+             30, "feedback to learn the rejection")
+    refused(system, "/feedback/opinions", {**base, "topic_id": rejected}, 409, "topic_not_accepted")
+    for body, field, rule in [
+        (base, "topic_id", "topic_required"),
+        ({**base, "topic_id": topic_id, "channel": "in_session"}, "session_id", "session_required"),
+        ({**base, "topic_id": topic_id, "channel": "grassroots"}, "platform_level", "platform_level_required"),
+        ({**base, "topic_id": topic_id, "category": "personal"}, "category", "grassroots_only"),
+        ({**base, "topic_id": topic_id, "author": {"name": "李四", "id_number": "110105194912310021"}},
+         "author.id_number", "id_number_checksum"),
+        ({**base, "topic_id": topic_id, "author": {"name": "李四", "phone": "call me"}}, "author.phone",
+         "phone_format"),
+        ({**base, "topic_id": topic_id, "channel": "carrier_pigeon"}, "channel", "enum"),
+    ]:
+        problem = refused(system, "/feedback/opinions", body, 422, rule)
+        assert problem["errors"][0]["field"] == field, problem
+
+    # -- opinions: one public, one confidential (点对点) ---------------------------------
+    session = schedule_session(system, topic_id)
+    public = steps.opinion(system, topic_id, session, channel="in_session", author=AUTHOR,
+                           content=f"建议加装电梯。我是{AUTHOR['name']}，电话{AUTHOR['phone']}，住{AUTHOR['address']}")
+    private = steps.opinion(system, topic_id, channel="visit", author=AUTHOR, content=SECRET, confidential=True)
+    other = steps.opinion(system, topic_id, channel="hotline", name="赵六")
+    assert public["author_ref"] == private["author_ref"] != other["author_ref"]
+    ref = public["author_ref"]
+    record = system.get(f"/feedback/opinions/{public['id']}")
+    assert record["content"] == "建议加装电梯。我是[姓名]，电话[电话]，住[地址]"
+    assert {k: record["author"][k] for k in AUTHOR} == AUTHOR and record["responsible"] == "县住建局"
+    # 15 working days (local policy), counting Sunday 2026-09-20, a make-up working day (调休).
+    assert record["deadlines"]["answer"]["due"] == "2026-09-21"
+
+    # -- answers, feedback, satisfaction, and the unsatisfied loop -------------------------
+    refused(system, f"/feedback/opinions/{public['id']}/feedback",
+            {"channel": "phone", "message": "x", "delivered_by": "县住建局"}, 409, "not_answered")
+    problem = refused(system, f"/feedback/opinions/{public['id']}/answer",
+                      {"disposition": "not_adopted", "answered_by": "县住建局"}, 422, "reason_required")
+    assert problem["errors"][0]["field"] == "reason"
+    answer(system, public["id"])
+    refused(system, f"/feedback/opinions/{public['id']}/answer",
+            {"disposition": "adopted", "answered_by": "县住建局"}, 409, "already_answered")
+    refused(system, f"/feedback/opinions/{public['id']}/satisfaction", {"rating": "satisfied"}, 409, "no_feedback_yet")
+    feed_back(system, public["id"])
+    rated = system.post(f"/feedback/opinions/{public['id']}/satisfaction",
+                        {"rating": "unsatisfied", "comment": "电梯仍未开工"}, expect=200).json()
+    assert (rated["status"], rated["round"]) == ("open", 2)
+    answer(system, public["id"], "partially_adopted", reason="资金分两年安排")
+    feed_back(system, public["id"])
+    done = system.post(f"/feedback/opinions/{public['id']}/satisfaction", {"rating": "satisfied"}, expect=200).json()
+    assert [(r["answer"]["disposition"], r["satisfaction"]["rating"]) for r in done["rounds"]] == [
+        ("adopted", "unsatisfied"), ("partially_adopted", "satisfied")]
+
+    # -- results: only once every opinion is answered -----------------------------------------
+    refused(system, f"/feedback/topics/{topic_id}/results", {"summary": "结果", "published_by": "县住建局"},
+            409, "opinions_unanswered", "2 opinion(s)")
+    answer(system, private["id"], "not_adopted", reason="涉及个人纠纷，已点对点调解")
+    answer(system, other["id"], "adopted")
+    system.post(f"/feedback/topics/{topic_id}/results", {"summary": "采纳两条，一条不予采纳并说明理由",
+                "published_by": "县住建局"}, expect=201)
+    views_caught_up(system)
+    results = system.get(f"/feedback/public/topics/{topic_id}")["results"]
+    assert results["totals"] == {"opinions": 3, "adopted": 1, "partially_adopted": 1, "not_adopted": 1,
+                                 "confidential": 1}
+    assert [r["opinion_id"] for r in results["record"]] == [public["id"], other["id"]]
+
+    # -- each body's view --------------------------------------------------------------------
+    own = system.get(f"/feedback/authors/{ref}/opinions")
+    assert [(o["id"], o["content"]) for o in own][1] == (private["id"], SECRET)
+    queue = system.get("/feedback/views/departments/县住建局")
+    assert {row["opinion"]["id"]: row["opinion"]["content"] for row in queue["to_feed_back"]}[private["id"]] == SECRET
+    shown = system.get(f"/feedback/public/opinions?topic_id={topic_id}")
+    assert [o["id"] for o in shown] == [public["id"], other["id"]]
+    assert all("author_ref" not in o for o in shown)
+    totals = system.get("/feedback/views/supervision")["departments"]
+    assert totals == [{"department": "县住建局", "opinions": 3, "answered": 3, "fed_back": 1, "overdue": 0,
+                       "satisfaction": {"satisfied": 1, "basically_satisfied": 0, "unsatisfied": 1}}]
+
+    # -- the report consolidates published opinions; a decision goes to deliberation ------------
+    system.post(f"/sessions/{session}/consultation-opinion", {"summary": "协商意见", "formed_by": "县住建局"},
+                expect=200)
+    wait_for(lambda: system.post(f"/sessions/{session}/report", {"summary": "协商报告", "compiled_by": "县政府办公室",
+             "opinion_ids": [public["id"]]}).status_code == 200, 30, "the report with a published opinion")
+    decision = system.post("/feedback/decisions", {"topic_id": topic_id, "title": "老旧小区加装电梯实施办法",
+                           "kind": "normative_document", "area": "urban_construction", "drafted_by": "县住建局"},
+                           expect=201).json()["id"]
+    deliberated = system.post(f"/feedback/decisions/{decision}/deliberation", {"submitted_by": "县住建局"},
+                              expect=200).json()
+    assert deliberated["deliberation"]["adoption_record"] == results["record"]
+    system.post(f"/feedback/decisions/{decision}/issuance", {"issued_on": "2026-09-01", "issued_by": "县政府"},
+                expect=200)
+    system.post("/feedback/evaluations", {"topic_id": topic_id, "decision_id": decision, "effect": "achieved",
+                "satisfaction": 4, "operability": "good", "reasonableness": "good", "suggestions": "加快进度",
+                "evaluator": AUTHOR["name"]}, expect=201)
+
+    # -- the trace: every step in order, the same when rebuilt from the topics ------------------
+    expected = ["TopicProposed", "TopicAccepted", "PlanItemAdded", "PlanApproved", "SessionScheduled",
+                "OpinionSubmitted", "OpinionSubmitted", "OpinionSubmitted"]
+    trace = wait_for(lambda: (t := system.trace(topic_id)) and any(
+        s["type"] == "EvaluationSubmitted" for s in t) and t, 30, "the whole trace")
+    types = [s["type"] for s in trace]
+    positions = [types.index(name) for name in expected]
+    assert positions == sorted(positions), types
+    later = ["OpinionAnswered", "FeedbackDelivered", "SatisfactionRated", "OpinionReopened",
+             "TopicResultsPublished", "ConsultationOpinionFormed", "ReportCompiled", "DecisionDrafted",
+             "DecisionSubmittedForDeliberation", "DecisionIssued", "EvaluationSubmitted"]
+    assert all(name in types[positions[-1]:] for name in later), types
+    assert {s["service"] for s in trace} == {"catalog", "sessions", "feedback"}
+    assert next(s for s in trace if s["type"] == "OpinionSubmitted")["actor"] == ref
+
+    # -- erasure: the key goes, the history stays, the opinion still counts -----------------------
+    system.post(f"/feedback/authors/{ref}/erasure", {"requested_by": "县政府办公室", "reason": "本人申请"},
+                expect=201)
+    refused(system, f"/feedback/authors/{ref}/erasure", {"requested_by": "县政府办公室", "reason": "再次"},
+            409, "already_erased")
+    refused(system, "/feedback/authors/00000000000000000000000000000000/erasure",
+            {"requested_by": "县政府办公室", "reason": "x"}, 404, "not_found")
+    gone = system.get(f"/feedback/opinions/{public['id']}")["author"]
+    assert gone == {"ref": None, "organization": AUTHOR["organization"], "erased": True}
+    views_caught_up(system)
+    assert system.get(f"/feedback/authors/{ref}/opinions") == []
+    assert system.get("/feedback/views/supervision")["departments"][0]["opinions"] == 3
+    trace = wait_for(lambda: (t := system.trace(topic_id)) and all(s["actor"] != ref for s in t) and t,
+                     30, "the trace without the person")
+
+    service = system.services["feedback"]
+    rebuilt, _ = rebuild(service.app, [FeedbackViews])
+    own_views = {"opinion", "topic_opinion", "author_opinion", "deadline", "results", "decision", "evaluation",
+                 "erased"}
+    live = {k: v for k, v in service.views.dump().items() if k[0] in own_views}
+    assert differences(live, rebuilt.dump()) == []
+
+    # Rebuilding the trace from the Kafka topics gives the same document.
+    replayed = open_view_store(system.settings, "feedback", "trace_replay")
+    trace_view = Trace(replayed)
+    for name in SERVICE_TOPICS.values():
+        for record in read_topic(kafka.bootstrap, system.settings.topic(name)):
+            trace_view.handle(CloudEvent.model_validate_json(record.value))
+    assert trace_of(replayed, topic_id) == system.trace(topic_id)
+
+    # No topic carries the person or the confidential text; the logs do not either.
+    forbidden = [AUTHOR["name"], AUTHOR["phone"], ID_NUMBER, AUTHOR["address"], SECRET, "隔壁的违建"]
+    for name in ALL_TOPICS:
+        for record in read_topic(kafka.bootstrap, system.settings.topic(name), timeout=3):
+            text = record.value.decode()
+            assert not [f for f in forbidden if f in text or json.dumps(f)[1:-1] in text], (name, text)
+    outcomes = [json.loads(r.value) for r in read_topic(kafka.bootstrap, system.settings.topic(OUTCOMES_TOPIC))]
+    answered = [e["subject"] for e in outcomes if e["type"].endswith(".OpinionAnswered.v1")]
+    assert private["id"] not in answered and public["id"] in answered
+    assert all(e["topicid"] == topic_id for e in outcomes if e["source"] == "/consultation/feedback")
+    assert any(e["type"].endswith(".TopicResultsPublished.v1") for e in outcomes)
+    logs = capfd.readouterr()
+    assert not [f for f in forbidden if f in logs.out + logs.err]
+
+
+def schedule_session(system: RunningSystem, topic_id: str) -> str:
+    body = {"topic_id": topic_id, "form": "symposium", "title": "加装电梯座谈会", "scheduled_for": "2026-09-01",
+            "lead_department": "县住建局", "host": "县政府办公室"}
+    session = wait_for(lambda: (r := system.post("/sessions", body)).status_code == 201 and r.json()["id"],
+                       30, "sessions to learn the plan")
+    system.post(f"/sessions/{session}/held", {"held_on": "2026-09-01", "attendees": ["王委员"], "minutes": "纪要",
+                "notice_waiver_reason": "演示"}, expect=200)
+    return session
