@@ -255,3 +255,138 @@ def schedule_session(system: RunningSystem, topic_id: str) -> str:
     system.post(f"/sessions/{session}/held", {"held_on": "2026-09-01", "attendees": ["王委员"], "minutes": "纪要",
                 "notice_waiver_reason": "演示"}, expect=200)
     return session
+
+
+@pytest.fixture
+def sqlite_system(tmp_path: Any, kafka: KafkaEndpoint, clock: FixedClock) -> Iterator[RunningSystem]:
+    from tests.conftest import make_settings
+
+    settings = make_settings("sqlite", tmp_path, kafka, None, deadline_check_interval=0.2,
+                             post_evaluation_min_forms=3)
+    with RunningSystem(settings, NAMES, clock) as running:
+        yield running
+
+
+def test_grassroots_items_escalate_one_tier_at_a_time_and_the_body_escalated_to_answers(
+        sqlite_system: RunningSystem, clock: FixedClock) -> None:
+    system = sqlite_system
+    item_ = {"channel": "grassroots", "platform_level": "village_station", "platform": "和平村说事站",
+             "author": {"name": "刘大爷", "phone": "023-12345678"}, "content": "村道路灯坏了三个月"}
+    problem = refused(system, "/feedback/opinions", item_, 422, "category_required")
+    assert problem["errors"][0]["field"] == "category"
+    opened = system.post("/feedback/opinions", {**item_, "category": "public_interest"}, expect=201).json()["id"]
+    record = system.get(f"/feedback/opinions/{opened}")
+    assert (record["topic_id"], record["responsible"], record["category"]) == (None, "和平村说事站", "public_interest")
+
+    path = f"/feedback/opinions/{opened}/escalation"
+    refused(system, path, {"to": "县住建局", "tier": "county", "escalated_by": "和平村说事站", "reason": "无法解决"},
+            409, "escalation_tier", "乡镇吹哨 部门报道")
+    refused(system, path, {"to": "城关镇", "tier": "township", "escalated_by": "和平村说事站", "reason": "\u200b"},
+            422, "blank")
+    system.post(path, {"to": "城关镇综合执法队", "tier": "township", "escalated_by": "和平村说事站",
+                       "reason": "村里无力解决"}, expect=200)
+    refused(system, path, {"to": "城关镇", "tier": "township", "escalated_by": "x", "reason": "再升"},
+            409, "escalation_tier", "村社吹哨 队伍报道")
+    clock.set(date(2026, 9, 3))
+    escalated = system.post(path, {"to": "县城管局", "tier": "county", "escalated_by": "城关镇综合执法队",
+                                   "reason": "涉及县级路网改造"}, expect=200).json()
+    assert [e["tier"] for e in escalated["escalations"]] == ["township", "county"]
+    assert escalated["deadlines"]["answer"]["from"] == "2026-09-03"  # a fresh window for the new body
+    queue = wait_for(lambda: (q := system.get("/feedback/views/departments/县城管局"))["escalations"] and q,
+                     20, "the county department's queue")
+    assert queue["escalations"][0]["opinion"]["id"] == opened
+    assert queue["escalations"][0]["working_days_elapsed"] == 0
+
+    refused(system, f"/feedback/opinions/{opened}/answer", {"disposition": "adopted", "answered_by": "和平村说事站"},
+            409, "escalated_body_answers", "县城管局")
+    answer(system, opened, by="县城管局")
+    refused(system, path, {"to": "县政府", "tier": "county", "escalated_by": "x", "reason": "y"}, 409, "already_answered")
+
+    # Only grassroots items escalate; the answer window is watched by the scheduler.
+    topic_id = planned_topic(system)
+    written = steps.opinion(system, topic_id)["id"]
+    refused(system, f"/feedback/opinions/{written}/escalation",
+            {"to": "县政府", "tier": "county", "escalated_by": "x", "reason": "y"}, 409, "not_grassroots")
+    clock.set(date(2026, 9, 25))  # the answer window closed on 2026-09-23, the feedback one on 09-10
+    overdue = wait_for(lambda: len((s := system.get("/feedback/views/supervision"))["overdue"]) == 2 and s,
+                       20, "both misses")
+    assert [(d["subject"], d["step"], d["due"], d["working_days_overdue"]) for d in overdue["overdue"]] == [
+        (opened, "feedback", "2026-09-10", 11), (written, "answer", "2026-09-23", 1)]  # 09-25: Mid-Autumn
+    assert {d["department"]: d["overdue"] for d in overdue["departments"]} == {"县住建局": 1, "县城管局": 1}
+    assert system.get(f"/feedback/opinions/{opened}")["deadlines"]["feedback"]["missed_on"] == "2026-09-25"
+
+
+def test_decisions_deliberation_gate_interpretation_deadline_and_post_evaluation(
+        sqlite_system: RunningSystem, clock: FixedClock, kafka: KafkaEndpoint) -> None:
+    system = sqlite_system
+    topic_id = planned_topic(system)
+    draft = {"topic_id": topic_id, "title": "养老服务补贴办法", "kind": "major_public_policy",
+             "area": "elderly_care", "drafted_by": "县民政局"}
+    refused(system, "/feedback/decisions", {**draft, "topic_id": "5d1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"},
+            409, "unknown_topic")
+    decision = system.post("/feedback/decisions", draft, expect=201).json()["id"]
+    gate = f"/feedback/decisions/{decision}/deliberation"
+    refused(system, gate, {"submitted_by": "县民政局"}, 409, "no_public_consultation", "no opinions were solicited")
+    opinion_id = steps.opinion(system, topic_id)["id"]
+    refused(system, gate, {"submitted_by": "县民政局"}, 409, "no_public_consultation", "1 opinion(s)")
+    problem = refused(system, gate, {"submitted_by": "县民政局", "exemption": {"ground": "emergency"}}, 422, "missing")
+    assert problem["errors"][0]["field"] == "exemption.reason"
+    refused(system, f"/feedback/decisions/{decision}/issuance", {"issued_on": "2026-09-01", "issued_by": "县政府"},
+            409, "not_deliberated")
+    answer(system, opinion_id, "not_adopted", by="县民政局", reason="超出本级财力")
+    deliberated = system.post(gate, {"submitted_by": "县民政局"}, expect=200).json()["deliberation"]
+    assert [(r["opinion_id"], r["disposition"], r["reason"]) for r in deliberated["adoption_record"]] == [
+        (opinion_id, "not_adopted", "超出本级财力")]
+    refused(system, gate, {"submitted_by": "县民政局"}, 409, "already_deliberated")
+    urgent = system.post("/feedback/decisions", {**draft, "title": "防汛应急补助"}, expect=201).json()["id"]
+    exempt = system.post(f"/feedback/decisions/{urgent}/deliberation", {"submitted_by": "县应急局", "exemption": {
+        "ground": "emergency", "reason": "汛情紧急"}}, expect=200).json()["deliberation"]
+    assert exempt["exemption"] == {"ground": "emergency", "reason": "汛情紧急"} and exempt["adoption_record"] == []
+
+    # Issued on 2026-09-25 (Mid-Autumn): 20 working days run past the National Day holiday to
+    # 2026-10-29, not to 2026-10-23 as weekdays alone would.
+    clock.set(date(2026, 9, 25))
+    issued = system.post(f"/feedback/decisions/{decision}/issuance", {"issued_on": "2026-09-25", "issued_by": "县政府"},
+                         expect=200).json()
+    assert issued["due"]["interpretation"]["due"] == "2026-10-29"
+    clock.set(date(2026, 10, 29))
+    views_caught_up(system)
+    assert system.get("/feedback/views/supervision")["overdue"] == [
+        d for d in system.get("/feedback/views/supervision")["overdue"] if d["step"] != "interpretation"]
+    clock.set(date(2026, 10, 30))
+    missed = wait_for(lambda: [d for d in system.get("/feedback/views/supervision")["overdue"]
+                               if d["step"] == "interpretation"], 20, "the interpretation miss")
+    assert [(d["subject"], d["due"], d["department"]) for d in missed] == [(decision, "2026-10-29", "县民政局")]
+    late = system.post(f"/feedback/decisions/{decision}/interpretation", {"held_on": "2026-10-30", "by": "县民政局"},
+                       expect=200).json()
+    assert late["interpretation"]["on_time"] is False
+
+    # Evaluation forms: three in, two say the aim was missed -> the post-evaluation starts, once.
+    form = {"topic_id": topic_id, "decision_id": decision, "effect": "not_achieved", "satisfaction": 2,
+            "operability": "poor", "reasonableness": "fair", "shortcomings": "申请材料繁琐", "evaluator": "周阿姨"}
+    refused(system, "/feedback/evaluations", {**form, "satisfaction": 6}, 422, "less_than_equal")
+    refused(system, "/feedback/evaluations", {**form, "decision_id": urgent}, 409, "not_issued")
+    system.post("/feedback/evaluations", {**form, "effect": "achieved", "satisfaction": 4}, expect=201)
+    system.post("/feedback/evaluations", form, expect=201)
+    assert system.get(f"/feedback/decisions/{decision}")["post_evaluation"] is None
+    system.post("/feedback/evaluations", {**form, "evaluator": "吴大伯"}, expect=201)
+    triggered = system.get(f"/feedback/decisions/{decision}")["post_evaluation"]
+    assert triggered["trigger"] == "evaluation_forms" and "2 of 3" in triggered["reason"]
+    system.post("/feedback/evaluations", {**form, "evaluator": "郑先生"}, expect=201)
+    refused(system, f"/feedback/decisions/{decision}/post-evaluation", {"reason": "群众意见多", "opened_by": "县政府办"},
+            409, "post_evaluation_open")
+    report = f"/feedback/decisions/{decision}/post-evaluation/report"
+    refused(system, report, {"conclusion": "pause", "summary": "x", "formed_by": "y"}, 422, "enum")
+    concluded = system.post(report, {"conclusion": "adjust", "summary": "简化申请材料", "formed_by": "县政府常务会议",
+                                     "participants": ["县民政局", "县司法局", "群众代表"]}, expect=200).json()
+    assert concluded["status"] == "to_adjust"
+    # By hand, with a reason, on another decision.
+    refused(system, f"/feedback/decisions/{urgent}/post-evaluation", {"reason": "x", "opened_by": "y"}, 409, "not_issued")
+
+    events = [e for e in system.services["feedback"].app.envelopes(system.services["feedback"].app.notifications(0))
+              if e.name == "PostEvaluationTriggered"]
+    assert len(events) == 1 and events[0].topicid == topic_id
+    wait_for(lambda: any(json.loads(r.value)["type"].endswith(".PostEvaluationTriggered.v1") for r in
+                         read_topic(kafka.bootstrap, system.settings.topic(OUTCOMES_TOPIC))), 20, "the outcome")
+    evaluation = system.get(f"/feedback/public/topics/{topic_id}")["evaluation"]
+    assert evaluation["forms"] == 4 and evaluation["effect"] == {"achieved": 1, "not_achieved": 3}
