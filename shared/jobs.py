@@ -37,3 +37,24 @@ def periodic(
 
     job.__name__ = name
     return job
+
+
+def deadline_scheduler(
+    record_missed: Callable[[Service], list[tuple[str, str]]],
+) -> Callable[[Service], Awaitable[None]]:
+    """The job that reports missed deadlines: ``record_missed(service)`` every
+    ``deadline_check_interval`` seconds, each (subject, step) it reports logged.
+
+    Deadlines are dates, so a minute between checks is plenty; the aggregates
+    decide what is missed, so running it often, twice, or after a restart
+    reports each miss once.
+    """
+
+    def check(service: Service) -> list[tuple[str, str]]:
+        missed = record_missed(service)
+        for subject, step in missed:
+            get_logger("deadlines", service=service.name).warning(
+                "deadline missed", subject=subject, step=step, today=str(service.app.clock.today()))
+        return missed
+
+    return periodic("deadline-scheduler", check, lambda s: s.settings.deadline_check_interval)

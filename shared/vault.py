@@ -62,6 +62,9 @@ class Vault:
     def holds(self, ref: str) -> bool:
         return self._store.get(_VIEW, ref) is not None
 
+    def keys_held(self) -> int:
+        return len(self._store.list(_VIEW))
+
     def destroyed(self, ref: str) -> str | None:
         """When ``ref``'s key was last destroyed, if ever (a new key may exist since)."""
         doc = self._store.get(_DESTROYED, ref)

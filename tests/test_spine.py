@@ -114,7 +114,7 @@ def test_health_reports_store_broker_relay_and_consumers(system: RunningSystem) 
         for consumer in health["consumers"]:
             assert consumer["running"] and consumer["assigned_partitions"] > 0, consumer
     assert system.get("/catalog/health")["relay"]["stored"] == 1
-    assert [c["projection"] for c in system.get("/feedback/health")["consumers"]] == ["trace"]
+    assert [c["projection"] for c in system.get("/feedback/health")["consumers"]] == ["topic_book", "trace"]
 
 
 def test_bad_request_names_field_and_rule_and_stores_nothing(system: RunningSystem) -> None:
@@ -209,7 +209,8 @@ def test_invalid_message_goes_to_dead_letters_and_consumption_continues(system: 
 def test_two_consumers_in_one_group_split_partitions_and_process_each_once(settings: Settings) -> None:
     with RunningSystem(settings, ["feedback"]) as one, RunningSystem(settings, ["feedback"]) as two:
         def assigned(system: RunningSystem) -> int:
-            subscriber = next(iter(system.services["feedback"].broker.subscribers))
+            subscriber = next(sub for projection, _, sub in system.services["feedback"].subscribers
+                              if projection.name == "trace")
             consumer = subscriber.consumer
             return len(consumer.assignment()) if consumer else 0
 

@@ -98,6 +98,9 @@ class FeedbackApplication(ServiceApplication):
     # -- opinions ----------------------------------------------------------------------
     def submit_opinion(self, author: dict[str, Any], **fields: Any) -> tuple[str, str]:
         person = {k: author.get(k) for k in ("name", "phone", "id_number", "address")}
+        # Refused before a key is made for the person: a refusal changes nothing.
+        Opinion.answering_department(fields["topic"], fields["session"], fields["topic_id"],
+                                     fields["session_id"], fields["platform"], fields["addressed_to"])
         ref, sealed = self.seal_person(person)
         opinion = Opinion.submit(
             **fields, author_ref=ref, author_sealed=sealed, person=person,
@@ -136,7 +139,8 @@ class FeedbackApplication(ServiceApplication):
         return {
             "id": str(o.id), "topic_id": o.topic_id, "session_id": o.session_id, "channel": o.channel,
             "platform_level": o.platform_level, "platform": o.platform, "category": o.category,
-            "author": {"ref": o.author_ref if person else None, "organization": o.organization,
+            "author": {"ref": o.author_ref if person else None,
+                       "organization": o.organization if person else None,
                        "erased": person is None, **(person or {})},
             "content": o.content, "confidential": o.confidential, "responsible": o.responsible,
             "submitted_on": o.submitted_on, "status": o.status, "round": o.round, "rounds": o.rounds,
@@ -230,6 +234,8 @@ class FeedbackApplication(ServiceApplication):
         """One form; counted on its decision in the same transaction, so the trigger fires
         once however many forms arrive at the same moment (a lost race is retried)."""
         require_accepted_topic(topic_id, topic)
+        if decision_id is not None:
+            self.evaluated_decision(decision_id, topic_id)  # refused before the evaluator's key is made
         ref, sealed = self.seal_person({"name": evaluator})
         for attempt in range(20):
             evaluation = Evaluation(topic_id=topic_id, decision_id=decision_id, evaluator_ref=ref,
@@ -239,10 +245,7 @@ class FeedbackApplication(ServiceApplication):
             if decision_id is None:
                 self.save(evaluation)
                 return str(evaluation_id)
-            decision = self.get(Decision, decision_id)
-            if decision.topic_id != topic_id:
-                raise Refused(f"Decision {decision_id} was drafted on topic {decision.topic_id}, "
-                              f"not on topic {topic_id}.", rule="decision_of_other_topic")
+            decision = self.evaluated_decision(decision_id, topic_id)
             decision.count_evaluation(str(evaluation_id), evaluation.aim_missed, evaluation.objection,
                                       self.evaluation_policy, self.clock.today())
             try:
@@ -253,6 +256,14 @@ class FeedbackApplication(ServiceApplication):
                          decision=decision_id, attempt=attempt)
         raise Refused("Too many evaluations arrived at once for this decision; send it again.",
                       rule="busy")
+
+    def evaluated_decision(self, decision_id: str, topic_id: str) -> Decision:
+        decision = self.get(Decision, decision_id)
+        if decision.topic_id != topic_id:
+            raise Refused(f"Decision {decision_id} was drafted on topic {decision.topic_id}, "
+                          f"not on topic {topic_id}.", rule="decision_of_other_topic")
+        decision.require_issued()
+        return decision
 
     # -- deadlines -----------------------------------------------------------------------
     def record_missed_deadlines(self, ids: list[tuple[str, str]]) -> list[tuple[str, str]]:

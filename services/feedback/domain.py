@@ -216,6 +216,34 @@ class Opinion(Aggregate):
     second round: a second answer and a second feedback, both kept.
     """
 
+    @staticmethod
+    def answering_department(topic: dict[str, Any] | None, session: dict[str, Any] | None,
+                             topic_id: str | None, session_id: str | None, platform: str | None,
+                             addressed_to: str | None) -> str:
+        """Who must answer, once the topic and session are checked (nothing is recorded
+        before these checks pass: not even the author's key)."""
+        if topic_id:
+            require_accepted_topic(topic_id, topic)
+        if session_id:
+            if session is None:
+                raise Refused(f"Session {session_id} is not known to the feedback service. {_ON_THE_WAY}",
+                              rule="unknown_session")
+            if session["topic_id"] != topic_id:
+                raise Refused(f"Session {session_id} belongs to topic {session['topic_id']}, "
+                              f"not to topic {topic_id}.", rule="session_of_other_topic")
+            if session["status"] == "cancelled":
+                raise Refused(f"Session {session_id} was cancelled; it takes no opinions.",
+                              rule="session_cancelled")
+        responsible = (addressed_to or (session or {}).get("lead_department")
+                       or (topic or {}).get("lead_department") or platform)
+        if not responsible:
+            raise Refused(
+                "No department is known to answer this opinion: the topic is not in a plan with a "
+                "lead department yet. Name the answering department in addressed_to.",
+                rule="no_answering_department",
+            )
+        return responsible
+
     @classmethod
     def submit(
         cls,
@@ -241,26 +269,7 @@ class Opinion(Aggregate):
     ) -> Opinion:
         """Record an opinion on a topic the catalog accepted (``topic``: what the service
         learned of it), optionally in one of its sessions; or a grassroots item."""
-        if topic_id:
-            require_accepted_topic(topic_id, topic)
-        if session_id:
-            if session is None:
-                raise Refused(f"Session {session_id} is not known to the feedback service. {_ON_THE_WAY}",
-                              rule="unknown_session")
-            if session["topic_id"] != topic_id:
-                raise Refused(f"Session {session_id} belongs to topic {session['topic_id']}, "
-                              f"not to topic {topic_id}.", rule="session_of_other_topic")
-            if session["status"] == "cancelled":
-                raise Refused(f"Session {session_id} was cancelled; it takes no opinions.",
-                              rule="session_cancelled")
-        responsible = (addressed_to or (session or {}).get("lead_department")
-                       or (topic or {}).get("lead_department") or platform)
-        if not responsible:
-            raise Refused(
-                "No department is known to answer this opinion: the topic is not in a plan with a "
-                "lead department yet. Name the answering department in addressed_to.",
-                rule="no_answering_department",
-            )
+        responsible = cls.answering_department(topic, session, topic_id, session_id, platform, addressed_to)
         return cls(
             topic_id=topic_id, session_id=session_id, channel=Channel(channel).value,
             platform_level=platform_level, platform=platform, category=category,

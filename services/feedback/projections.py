@@ -204,8 +204,7 @@ class FeedbackViews(ViewProjection):
         self._decision(e, txn, interpretation={k: d[k] for k in ("held_on", "by", "on_time")})
         self._close(txn, e.subject, "interpretation", met_on=d["held_on"])
 
-    def on_InterpretationDeadlineMissed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        self._close(txn, e.subject, d["step"], missed_on=d["detected_on"])
+    on_InterpretationDeadlineMissed = on_DeadlineMissed
 
     def on_EvaluationCounted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         decision = self._decision(e, txn)
