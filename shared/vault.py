@@ -100,3 +100,6 @@ class Vault:
             txn.delete(_VIEW, ref)
             txn.put(_DESTROYED, ref, {"on": on})
         return existed
+
+    def close(self) -> None:
+        self._store.datastore.close()

@@ -56,6 +56,10 @@ class FeedbackApplication(ServiceApplication):
         self.pseudonyms = Pseudonyms.for_settings(settings)
         self.vault = Vault(settings, self.service)
 
+    def close(self) -> None:
+        self.vault.close()
+        super().close()
+
     # -- people ------------------------------------------------------------------
     def person_ref(self, person: dict[str, Any]) -> str:
         """One reference per person: by ID number, else phone, else name.
