@@ -71,6 +71,15 @@ class ViewProjection(Projection[ViewStore]):  # type: ignore[type-var]
             method(event, event.data, txn)
 
 
+def existing(txn: ViewTransaction, view: str, key: str, event: CloudEvent, never: str) -> dict[str, Any]:
+    """The document ``event`` changes; an event about one that never ``never`` is refused
+    (dead letters) rather than creating half a document."""
+    doc = txn.get(view, key)
+    if doc is None:
+        raise UnprocessableEvent(f"{event.name} for {view} {key}, which was never {never}")
+    return doc
+
+
 def need(data: dict[str, Any], *fields: str) -> None:
     """Refuse an event whose payload lacks what the view needs."""
     missing = [f for f in fields if data.get(f) in (None, "")]

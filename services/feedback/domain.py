@@ -130,6 +130,9 @@ class Conclusion(StrEnum):
     terminate = "terminate"
 
 
+#: Where a decision stands once its post-evaluation concludes.
+STATUS_AFTER = {"continue": "in_effect", "adjust": "to_adjust", "terminate": "terminated"}
+
 #: Who answers at each level once an item is escalated there.
 _ESCALATION = {
     Tier.township: ({PlatformLevel.village_station, PlatformLevel.grid_point}, PlatformLevel.township_office,
@@ -667,7 +670,7 @@ class Decision(Aggregate):
                   concluded_on: str, topic_id: str) -> None:
         """Formed collectively (集体讨论后形成); decides continue, adjust or terminate."""
         assert self.post_evaluation is not None
-        self.status = {"continue": "in_effect", "adjust": "to_adjust", "terminate": "terminated"}[conclusion]
+        self.status = STATUS_AFTER[conclusion]
         self.post_evaluation["report"] = {"conclusion": conclusion, "summary": summary, "formed_by": formed_by,
                                           "participants": participants, "concluded_on": concluded_on}
 

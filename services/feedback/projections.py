@@ -16,9 +16,11 @@ from typing import Any
 
 from shared.config import SERVICE_TOPICS
 from shared.envelope import CloudEvent
-from shared.projection import UnprocessableEvent, ViewProjection, need
+from shared.projection import UnprocessableEvent, ViewProjection, existing, need
 from shared.stores import ViewStore, ViewTransaction
 from shared.workdays import WorkingCalendar
+
+from services.feedback.domain import STATUS_AFTER
 
 
 class TopicBook(ViewProjection):
@@ -55,9 +57,7 @@ class TopicBook(ViewProjection):
                                        "lead_department": d["lead_department"], "status": "scheduled"})
 
     def on_SessionCancelled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        session = txn.get("session", e.subject)
-        if session is None:
-            raise UnprocessableEvent(f"SessionCancelled for session {e.subject}, which was never scheduled")
+        session = existing(txn, "session", e.subject, e, "scheduled")
         txn.put("session", e.subject, {**session, "status": "cancelled"})
 
 
@@ -68,10 +68,7 @@ class FeedbackViews(ViewProjection):
 
     # -- opinions ----------------------------------------------------------------------
     def _opinion(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
-        opinion = txn.get("opinion", e.subject)
-        if opinion is None:
-            raise UnprocessableEvent(f"{e.name} for opinion {e.subject}, which was never submitted")
-        return opinion
+        return existing(txn, "opinion", e.subject, e, "submitted")
 
     @staticmethod
     def _deadline(txn: ViewTransaction, kind: str, subject: str, step: str, due: dict[str, Any],
@@ -83,12 +80,9 @@ class FeedbackViews(ViewProjection):
         })
 
     @staticmethod
-    def _close(txn: ViewTransaction, subject: str, step: str, **changes: Any) -> None:
-        key = f"{subject}/{step}"
-        deadline = txn.get("deadline", key)
-        if deadline is None:
-            raise UnprocessableEvent(f"deadline {key} was never set")
-        txn.put("deadline", key, {**deadline, **changes})
+    def _close(e: CloudEvent, txn: ViewTransaction, step: str, **changes: Any) -> None:
+        key = f"{e.subject}/{step}"
+        txn.put("deadline", key, {**existing(txn, "deadline", key, e, "set"), **changes})
 
     def on_OpinionSubmitted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         need(d, "channel", "author_ref", "responsible", "submitted_on", "answer_due")
@@ -114,29 +108,28 @@ class FeedbackViews(ViewProjection):
         txn.put("opinion", e.subject, opinion)
         self._deadline(txn, "opinion", e.subject, "answer", d["answer_due"], d["to"], opinion["topic_id"])
 
-    def on_OpinionAnswered(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+    def _round(self, e: CloudEvent, txn: ViewTransaction, status: str, part: str,
+               fields: tuple[str, ...]) -> dict[str, Any]:
+        """Record the answer, feedback or satisfaction of the opinion's current round."""
         opinion = self._opinion(e, txn)
-        opinion["status"] = "answered"
-        opinion["rounds"][-1]["answer"] = {k: d[k] for k in ("disposition", "reason", "answered_by",
-                                                             "answered_on")}
+        opinion["status"] = status
+        opinion["rounds"][-1][part] = {k: e.data[k] for k in fields}
         txn.put("opinion", e.subject, opinion)
-        self._close(txn, e.subject, "answer", met_on=d["answered_on"])
+        return opinion
+
+    def on_OpinionAnswered(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        opinion = self._round(e, txn, "answered", "answer",
+                              ("disposition", "reason", "answered_by", "answered_on"))
+        self._close(e, txn, "answer", met_on=d["answered_on"])
         self._deadline(txn, "opinion", e.subject, "feedback", d["feedback_due"], opinion["responsible"],
                        opinion["topic_id"])
 
     def on_FeedbackDelivered(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        opinion = self._opinion(e, txn)
-        opinion["status"] = "fed_back"
-        opinion["rounds"][-1]["feedback"] = {k: d[k] for k in ("channel", "message", "delivered_by",
-                                                               "delivered_on")}
-        txn.put("opinion", e.subject, opinion)
-        self._close(txn, e.subject, "feedback", met_on=d["delivered_on"])
+        self._round(e, txn, "fed_back", "feedback", ("channel", "message", "delivered_by", "delivered_on"))
+        self._close(e, txn, "feedback", met_on=d["delivered_on"])
 
     def on_SatisfactionRated(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        opinion = self._opinion(e, txn)
-        opinion["status"] = "rated"
-        opinion["rounds"][-1]["satisfaction"] = {k: d[k] for k in ("rating", "comment", "rated_on")}
-        txn.put("opinion", e.subject, opinion)
+        self._round(e, txn, "rated", "satisfaction", ("rating", "comment", "rated_on"))
 
     def on_OpinionReopened(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         opinion = self._opinion(e, txn)
@@ -148,7 +141,7 @@ class FeedbackViews(ViewProjection):
                        opinion["topic_id"])
 
     def on_DeadlineMissed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        self._close(txn, e.subject, d["step"], missed_on=d["detected_on"])
+        self._close(e, txn, d["step"], missed_on=d["detected_on"])
 
     def on_AuthorErased(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         """From now on the views show these opinions without the person: no reference either."""
@@ -175,9 +168,7 @@ class FeedbackViews(ViewProjection):
             "summary", "published_by", "published_on", "record", "totals")}})
 
     def _decision(self, e: CloudEvent, txn: ViewTransaction, **changes: Any) -> dict[str, Any]:
-        decision = txn.get("decision", e.subject)
-        if decision is None:
-            raise UnprocessableEvent(f"{e.name} for decision {e.subject}, which was never drafted")
+        decision = existing(txn, "decision", e.subject, e, "drafted")
         decision.update(changes)
         txn.put("decision", e.subject, decision)
         return decision
@@ -202,13 +193,12 @@ class FeedbackViews(ViewProjection):
 
     def on_PolicyInterpreted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._decision(e, txn, interpretation={k: d[k] for k in ("held_on", "by", "on_time")})
-        self._close(txn, e.subject, "interpretation", met_on=d["held_on"])
+        self._close(e, txn, "interpretation", met_on=d["held_on"])
 
     on_InterpretationDeadlineMissed = on_DeadlineMissed
 
     def on_EvaluationCounted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        decision = self._decision(e, txn)
-        counts = decision["evaluations"]
+        counts = dict(existing(txn, "decision", e.subject, e, "drafted")["evaluations"])
         counts["forms"] += 1
         counts["aim_missed"] += int(d["aim_missed"])
         counts["objections"] += int(d["objection"])
@@ -219,10 +209,9 @@ class FeedbackViews(ViewProjection):
             **{k: d[k] for k in ("trigger", "reason", "opened_by", "opened_on", "evaluations")}, "report": None})
 
     def on_PostEvaluationConcluded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        decision = self._decision(e, txn)
+        opened = existing(txn, "decision", e.subject, e, "drafted")["post_evaluation"]
         report = {k: d[k] for k in ("conclusion", "summary", "formed_by", "participants", "concluded_on")}
-        status = {"continue": "in_effect", "adjust": "to_adjust", "terminate": "terminated"}[d["conclusion"]]
-        self._decision(e, txn, status=status, post_evaluation={**decision["post_evaluation"], "report": report})
+        self._decision(e, txn, status=STATUS_AFTER[d["conclusion"]], post_evaluation={**opened, "report": report})
 
     def on_EvaluationSubmitted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         need(d, "topic_id")

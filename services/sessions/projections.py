@@ -15,7 +15,7 @@ from typing import Any
 
 from shared.config import SERVICE_TOPICS
 from shared.envelope import CloudEvent
-from shared.projection import UnprocessableEvent, ViewProjection, need
+from shared.projection import ViewProjection, existing, need
 from shared.stores import ViewStore, ViewTransaction
 from shared.workdays import WorkingCalendar
 
@@ -29,10 +29,7 @@ class PlanBook(ViewProjection):
     kafka_topics = (SERVICE_TOPICS["catalog"],)
 
     def _plan(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
-        plan = txn.get("catalog_plan", e.subject)
-        if plan is None:
-            raise UnprocessableEvent(f"{e.name} for plan {e.subject}, which was never drafted")
-        return plan
+        return existing(txn, "catalog_plan", e.subject, e, "drafted")
 
     @staticmethod
     def _planned(txn: ViewTransaction, plan: dict[str, Any], item: dict[str, Any], **extra: Any) -> None:
@@ -82,10 +79,7 @@ class SessionViews(ViewProjection):
     name = "session_views"
 
     def _session(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
-        session = txn.get("session", e.subject)
-        if session is None:
-            raise UnprocessableEvent(f"{e.name} for session {e.subject}, which was never scheduled")
-        return session
+        return existing(txn, "session", e.subject, e, "scheduled")
 
     @staticmethod
     def _put(e: CloudEvent, txn: ViewTransaction, session: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -99,9 +93,7 @@ class SessionViews(ViewProjection):
     @staticmethod
     def _deadline(e: CloudEvent, txn: ViewTransaction, step: str, **changes: Any) -> None:
         key = f"{e.subject}/{step}"
-        deadline = txn.get("deadline", key)
-        if deadline is None:
-            raise UnprocessableEvent(f"{e.name} for deadline {key}, which was never set")
+        deadline = existing(txn, "deadline", key, e, "set")
         deadline.update(changes)
         txn.put("deadline", key, deadline)
 
@@ -182,9 +174,7 @@ class SessionViews(ViewProjection):
 
     def on_ImplementationReported(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         key = f"{e.subject}/{d['instruction_id']}"
-        instruction = txn.get("instruction", key)
-        if instruction is None:
-            raise UnprocessableEvent(f"implementation for unknown instruction {key}")
+        instruction = existing(txn, "instruction", key, e, "issued")
         instruction["implementation"].append({
             "department": d["department"], "note": d["note"], "reported_on": d["reported_on"],
             "copied_to": d["copied_to"],
