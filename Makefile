@@ -1,4 +1,5 @@
 # One command to run, one to test; both set up what they need on a fresh machine.
+# Tests run on two workers (pytest-xdist): they mostly wait on brokers and stores.
 # `make up ARGS="--port 8100 --broker-port 9192"` passes options to `consult up`.
 PYTHON ?= python3
 ARGS ?=
@@ -16,4 +17,4 @@ up: $(STAMP)
 	$(VENV)/bin/consult up $(ARGS)
 
 test: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2

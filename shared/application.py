@@ -10,7 +10,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper, Notification, Recording, StoredEvent
+from eventsourcing.persistence import Mapper, Notification, RecordConflictError, Recording, StoredEvent
 
 from shared.clock import Clock
 from shared.config import Settings
@@ -173,3 +173,26 @@ class ServiceApplication(Application[UUID]):
 
     def envelopes(self, notifications: Iterable[Notification]) -> list[CloudEvent]:
         return [self.envelope(n) for n in notifications]
+
+    # -- deadlines -----------------------------------------------------------------
+    def record_missed_deadlines_of(self, targets: Iterable[tuple[type[Aggregate], str]],
+                                   detected_by: str) -> list[tuple[str, str]]:
+        """DeadlineMissed for every step of these aggregates that went overdue, once each
+        (``record_missed(today, calendar, detected_by)`` on each decides); a scheduler that
+        lost a race on one aggregate leaves it to the winner."""
+        today = self.clock.today()
+        missed: list[tuple[str, str]] = []
+        for cls, aggregate_id in targets:
+            try:
+                aggregate: Any = self.get(cls, aggregate_id)
+            except NotFound:
+                continue
+            steps = aggregate.record_missed(today, self.calendar, detected_by)  # type: ignore[attr-defined]
+            if not steps:
+                continue
+            try:
+                self.save(aggregate)
+            except RecordConflictError:
+                continue
+            missed += [(aggregate_id, step) for step in steps]
+        return missed

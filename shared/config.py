@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     postgres_user: str = Field("postgres", validation_alias="POSTGRES_USER")
     postgres_password: str = Field("", validation_alias="POSTGRES_PASSWORD")
     postgres_dbname: str = Field("postgres", validation_alias="POSTGRES_DBNAME")
+    #: Connections each store keeps open (twice as many more under load). A service has
+    #: an event store and a view store of this size, and two small ones (relay, vault).
+    postgres_pool_size: int = Field(4, ge=1, le=100)
 
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
@@ -79,6 +82,11 @@ class Settings(BaseSettings):
     #: department has to answer an opinion, and then to deliver the feedback.
     answer_working_days: int = Field(15, ge=1, le=250)
     feedback_working_days: int = Field(5, ge=1, le=250)
+    #: National practice, not a seed rule: a proposal or suggestion is answered within about
+    #: three months of assignment (交办之日起三个月内答复, ~60 working days), and handled
+    #: again within about a month after an unsatisfied rating.
+    proposal_reply_working_days: int = Field(60, ge=1, le=250)
+    proposal_rehandling_working_days: int = Field(20, ge=1, le=250)
     #: Local policy (the seeds give no figure, 004 干群面对面 3): the post-evaluation starts
     #: when at least ``min_forms`` forms are in and this share of them say the aim was
     #: not achieved, or when this many forms object (satisfaction 2 or less).

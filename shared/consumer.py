@@ -20,6 +20,7 @@ from shared.config import DEADLETTER_TOPIC, SERVICE_TOPICS, Settings
 from shared.envelope import CloudEvent, origin_problem
 from shared.logs import bind, get_logger
 from shared.projection import UnprocessableEvent, ViewProjection
+from shared.reactions import Reaction
 
 
 async def send_dead_letter(
@@ -49,9 +50,10 @@ async def dead_letter(
 
 
 def attach(
-    broker: KafkaBroker, settings: Settings, projection: ViewProjection, group_id: str
+    broker: KafkaBroker, settings: Settings, projection: ViewProjection | Reaction, group_id: str
 ) -> Any:
-    """Subscribe ``projection`` to its Kafka topics in consumer group ``group_id``.
+    """Subscribe ``projection`` (a view, or a reaction) to its Kafka topics in consumer
+    group ``group_id``.
 
     Returns the subscriber, whose state ``health`` reports.
     """
@@ -107,7 +109,7 @@ def attach(
     return subscriber
 
 
-def consumer_state(subscriber: Any, projection: ViewProjection, group_id: str) -> dict[str, Any]:
+def consumer_state(subscriber: Any, projection: ViewProjection | Reaction, group_id: str) -> dict[str, Any]:
     """One Kafka-fed projection as ``health`` shows it."""
     consumer = getattr(subscriber, "consumer", None)
     tasks = getattr(subscriber, "tasks", [])

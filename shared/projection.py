@@ -80,6 +80,14 @@ def existing(txn: ViewTransaction, view: str, key: str, event: CloudEvent, never
     return doc
 
 
+def update(txn: ViewTransaction, view: str, event: CloudEvent, never: str, **changes: Any) -> dict[str, Any]:
+    """The document of the event's subject, with ``changes`` applied and stored."""
+    doc = existing(txn, view, event.subject, event, never)
+    doc.update(changes)
+    txn.put(view, event.subject, doc)
+    return doc
+
+
 def need(data: dict[str, Any], *fields: str) -> None:
     """Refuse an event whose payload lacks what the view needs."""
     missing = [f for f in fields if data.get(f) in (None, "")]

@@ -24,6 +24,7 @@ from shared.kafka import ensure_topics, make_broker
 from shared.relay import Relay
 from shared.logs import get_logger
 from shared.projection import ViewProjection
+from shared.reactions import Reaction
 from shared.stores import open_view_store
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class ServiceSpec:
     own_projections: tuple[type[ViewProjection], ...] = ()
     #: Views fed from Kafka topics (other services' events, or all of them).
     kafka_projections: tuple[type[ViewProjection], ...] = ()
+    #: Other services' events this service acts on (``shared.reactions``).
+    reactions: tuple[type[Reaction], ...] = ()
     #: Background jobs started with the service: ``job(service) -> coroutine``.
     jobs: tuple[Callable[[Service], Any], ...] = field(default=())
 
@@ -62,6 +65,10 @@ class Service:
              attach(self.broker, settings, self.projections[cls.name], self.group_id(cls.name)))
             for cls in spec.kafka_projections
         ]
+        for cls in spec.reactions:
+            reaction = cls(self.app, self.views)
+            group = self.group_id(cls.name)
+            self.subscribers.append((reaction, group, attach(self.broker, settings, reaction, group)))
         self.relay = Relay(self.app, settings, self.broker)
         self.followers = [
             ProjectionFollower(self.app, settings, self.projections[p.name])

@@ -39,9 +39,10 @@ def _ensure_schema(settings: Settings, schema: str) -> None:
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
 
 
-def store_env(settings: Settings, service: str, label: str = "", pool_size: int = 4) -> dict[str, str]:
-    """eventsourcing settings for one store of one service."""
+def store_env(settings: Settings, service: str, label: str = "", pool_size: int | None = None) -> dict[str, str]:
+    """eventsourcing settings for one store of one service (``pool_size``: the configured one)."""
     if settings.postgres:
+        pool_size = pool_size or settings.postgres_pool_size
         schema = schema_name(settings, service, label)
         _ensure_schema(settings, schema)
         return {
@@ -195,7 +196,8 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
 ViewStore = SQLiteViewStore | PostgresViewStore
 
 
-def open_view_store(settings: Settings, service: str, label: str = "views", pool_size: int = 4) -> ViewStore:
+def open_view_store(settings: Settings, service: str, label: str = "views",
+                    pool_size: int | None = None) -> ViewStore:
     env = {**store_env(settings, service, label, pool_size), "SINGLE_ROW_TRACKING": "f"}
     factory = InfrastructureFactory.construct(Environment(f"{service}_{label}", env))
     cls = PostgresViewStore if settings.postgres else SQLiteViewStore

@@ -109,6 +109,8 @@ def make_settings(store: str, tmp_path: Path, kafka: KafkaEndpoint, postgres: Po
         "group_prefix": f"test-{tag}",
         "topic_prefix": f"t{tag}.",
         "poll_interval": 0.1,
+        # Two test systems run at once (pytest -n 2) within PostgreSQL's 100 connections.
+        "postgres_pool_size": 2,
         "log_format": "json",
     }
     if postgres is not None:
