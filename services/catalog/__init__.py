@@ -4,7 +4,7 @@ from shared.service import ServiceSpec
 
 from services.catalog.api import routes
 from services.catalog.application import CatalogApplication
-from services.catalog.messaging import KAFKA_PROJECTIONS
+from services.catalog.messaging import KAFKA_PROJECTIONS, REACTIONS
 from services.catalog.projections import CatalogViews
 
 SPEC = ServiceSpec(
@@ -13,4 +13,5 @@ SPEC = ServiceSpec(
     routes=routes,
     own_projections=(CatalogViews,),
     kafka_projections=KAFKA_PROJECTIONS,
+    reactions=REACTIONS,
 )

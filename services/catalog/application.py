@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventsourcing.persistence import RecordConflictError
+
 from shared.application import ServiceApplication
 from shared.domain import NotFound, Refused
 
-from services.catalog.domain import Plan, Topic
+from services.catalog.domain import Plan, ProposalTopicRefusal, Topic
 
 
 class CatalogApplication(ServiceApplication):
@@ -32,6 +34,25 @@ class CatalogApplication(ServiceApplication):
         topic = self.get(Topic, topic_id)
         topic.screen(decision, reason, screened_by)
         self.save(topic)
+
+    def topic_from_proposal(self, **fields: Any) -> bool:
+        """The topic a converted proposal becomes; False when it exists already."""
+        topic = Topic(**fields)
+        try:
+            self.save(topic)
+        except RecordConflictError:
+            return False
+        return True
+
+    def refuse_topic_from_proposal(self, proposal_id: str, attempt: int, rule: str, reason: str) -> bool:
+        """Say why a conversion cannot become a topic; False when said already."""
+        refusal = ProposalTopicRefusal(proposal_id=proposal_id, attempt=attempt, rule=rule, reason=reason,
+                                       refused_on=self.clock.today().isoformat())
+        try:
+            self.save(refusal)
+        except RecordConflictError:
+            return False
+        return True
 
     # -- plans -----------------------------------------------------------------
     def draft_plan(self, year: int, kind: str, issuer: str) -> str:

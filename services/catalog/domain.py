@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import Refused, require_reason, stable_names
+from shared.forms import ContentType
 
 
 class Source(StrEnum):
@@ -29,23 +31,6 @@ class Source(StrEnum):
     public_solicitation = "public_solicitation"  # 向社会公开征集
     grassroots = "grassroots"  # 基层"开单"
     proposal = "proposal"  # 提案转化
-
-
-class ContentType(StrEnum):
-    work_report = "work_report"  # 政府工作报告
-    development_plan = "development_plan"  # 发展计划、规划
-    budget = "budget"  # 预决算
-    major_decision = "major_decision"  # 重大决策
-    regulation = "regulation"  # 法规规章
-    public_resources = "public_resources"  # 公共资源配置、重大项目
-    reform = "reform"  # 体制改革方案
-    livelihood = "livelihood"  # 民生事项
-    personnel = "personnel"  # 人选、名额
-    cppcc_affairs = "cppcc_affairs"  # 政协内部事务
-    party_policy = "party_policy"  # 党的大政方针
-    fixed_by_law = "fixed_by_law"  # 法律法规已有明文规定
-    beyond_self_government = "beyond_self_government"  # 超出村民自治范围
-    other = "other"
 
 
 class PlanKind(StrEnum):
@@ -107,6 +92,14 @@ def check_scope(kind: PlanKind, content_type: ContentType, title: str) -> None:
 )
 class Topic(Aggregate):
     """A consultation topic (协商议题), from proposal through screening (会商)."""
+
+    @staticmethod
+    def create_id(proposal_id: str | None = None) -> UUID:
+        """A proposal becomes one topic: its id is derived from the proposal's, so a
+        conversion delivered twice finds the topic there already."""
+        if proposal_id:
+            return uuid5(NAMESPACE_URL, f"consultation:catalog:topic-of-proposal:{proposal_id}")
+        return uuid4()
 
     @event("TopicProposed")
     def __init__(
@@ -310,3 +303,22 @@ class Plan(Aggregate):
              "scheduled_month": scheduled_month, "participant_scope": participant_scope,
              "reason": reason, "approved_by": approved_by}
         )
+
+
+@stable_names("catalog", actors={"TopicFromProposalRefused": "refused_by"})
+class ProposalTopicRefusal(Aggregate):
+    """The catalog's answer when a proposal's conversion (提案转化) cannot become a topic:
+    the proposals service reads it and shows the proposal's conversion refused, with why."""
+
+    @staticmethod
+    def create_id(proposal_id: str, attempt: int) -> UUID:
+        return uuid5(NAMESPACE_URL, f"consultation:catalog:refused-conversion:{proposal_id}/{attempt}")
+
+    @event("TopicFromProposalRefused")
+    def __init__(self, proposal_id: str, attempt: int, rule: str, reason: str, refused_on: str,
+                 refused_by: str = "catalog"):
+        self.proposal_id = proposal_id
+        self.attempt = attempt
+        self.rule = rule
+        self.reason = reason
+        self.refused_on = refused_on

@@ -4,7 +4,7 @@ from shared.service import ServiceSpec
 
 from services.feedback.api import routes
 from services.feedback.application import FeedbackApplication
-from services.feedback.messaging import KAFKA_PROJECTIONS
+from services.feedback.messaging import KAFKA_PROJECTIONS, REACTIONS
 from services.feedback.projections import FeedbackViews
 from services.feedback.scheduler import deadline_scheduler
 
@@ -14,5 +14,6 @@ SPEC = ServiceSpec(
     routes=routes,
     own_projections=(FeedbackViews,),
     kafka_projections=KAFKA_PROJECTIONS,
+    reactions=REACTIONS,
     jobs=(deadline_scheduler,),
 )

@@ -69,6 +69,14 @@ class OpinionIn(Command):
     addressed_to: Name | None = Field(None, description="the department that answers, when the "
                                       "topic's lead department or the platform does not")
 
+    @field_validator("channel")
+    @classmethod
+    def not_a_proposal(cls, v: Channel) -> Channel:
+        if v is Channel.proposal:
+            raise PydanticCustomError("channel_reserved", "'proposal' opinions come from a proposal's review "
+                                      "(POST /proposals/{id}/review with decision to_opinion), not from here")
+        return v
+
     @field_validator("topic_id")
     @classmethod
     def topic_unless_grassroots(cls, v: UUID | None, info: ValidationInfo) -> UUID | None:

@@ -114,6 +114,22 @@ class FeedbackApplication(ServiceApplication):
         self.save(opinion)
         return str(opinion.id), ref
 
+    def opinion_of_proposal(self, proposal_id: str, topic: dict[str, Any] | None, topic_id: str,
+                            addressed_to: str, author: dict[str, Any], title: str, content: str) -> bool:
+        """A proposal the review meeting turned into an opinion (转为意见), from the proposals
+        service's event; False when it was taken in already (a redelivery)."""
+        if Opinion.create_id(proposal_id=proposal_id) in self.repository:
+            return False
+        try:
+            self.submit_opinion(
+                author, topic=topic, session=None, topic_id=topic_id, session_id=None,
+                channel="proposal", platform_level=None, platform=None, category=None,
+                content=f"{title}\n\n{content}", confidential=False, addressed_to=addressed_to,
+                proposal_id=proposal_id)
+        except RecordConflictError:
+            return False
+        return True
+
     def escalate(self, opinion_id: str, to: str, tier: str, escalated_by: str, reason: str) -> None:
         opinion = self.get(Opinion, opinion_id)
         opinion.escalate(to, tier, escalated_by, reason, self.clock.today(), self.calendar,
@@ -271,22 +287,6 @@ class FeedbackApplication(ServiceApplication):
 
     # -- deadlines -----------------------------------------------------------------------
     def record_missed_deadlines(self, ids: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """DeadlineMissed for every step of these opinions and decisions that went overdue,
-        once each; a scheduler that lost a race on one aggregate leaves it to the winner."""
-        today = self.clock.today()
-        missed: list[tuple[str, str]] = []
-        for kind, aggregate_id in ids:
-            cls = Opinion if kind == "opinion" else Decision
-            try:
-                aggregate = self.get(cls, aggregate_id)
-            except NotFound:
-                continue
-            steps = aggregate.record_missed(today, self.calendar, SCHEDULER)
-            if not steps:
-                continue
-            try:
-                self.save(aggregate)
-            except RecordConflictError:
-                continue
-            missed += [(aggregate_id, step) for step in steps]
-        return missed
+        """Opinions' answers and feedback, decisions' interpretations: each miss once."""
+        kinds = {"opinion": Opinion, "decision": Decision}
+        return self.record_missed_deadlines_of(((kinds[k], i) for k, i in ids), SCHEDULER)

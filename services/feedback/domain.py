@@ -14,10 +14,11 @@ import re
 from datetime import date
 from enum import StrEnum
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from shared.deadlines import due as _due, overdue as _overdue
 from shared.domain import Refused, require_reason, stable_names
 from shared.workdays import WorkingCalendar
 
@@ -42,6 +43,7 @@ class Channel(StrEnum):
     social_condition_report = "social_condition_report"  # 社情民意
     grassroots = "grassroots"  # 说事平台 (开单)
     hotline = "hotline"  # 热线
+    proposal = "proposal"  # 提案转为意见 (a proposal's review turned it into an opinion)
 
 
 class PlatformLevel(StrEnum):
@@ -183,23 +185,6 @@ def require_accepted_topic(topic_id: str, topic: dict[str, Any] | None) -> None:
                       "it takes no opinions, decisions or evaluations.", rule="topic_not_accepted")
 
 
-# -- deadlines -----------------------------------------------------------------------------
-
-def _due(calendar: WorkingCalendar, start: date, days: int, round_: int = 1) -> dict[str, Any]:
-    d = calendar.add_working_days(start, days)
-    return {"due": d.due.isoformat(), "provisional": d.provisional, "from": start.isoformat(),
-            "working_days": days, "round": round_, "met_on": None, "missed_on": None}
-
-
-def _overdue(deadlines: dict[str, dict[str, Any]], today: date, calendar: WorkingCalendar) -> list[str]:
-    """Steps not done by their due date, once the first working day after it has come."""
-    return [
-        step for step, d in deadlines.items()
-        if d["met_on"] is None and d["missed_on"] is None
-        and calendar.next_working_day(date.fromisoformat(d["due"])).due <= today
-    ]
-
-
 @stable_names(
     "feedback",
     actors={
@@ -269,6 +254,7 @@ class Opinion(Aggregate):
         today: date,
         calendar: WorkingCalendar,
         answer_days: int,
+        proposal_id: str | None = None,
     ) -> Opinion:
         """Record an opinion on a topic the catalog accepted (``topic``: what the service
         learned of it), optionally in one of its sessions; or a grassroots item."""
@@ -279,14 +265,23 @@ class Opinion(Aggregate):
             author_ref=author_ref, author_sealed=author_sealed, organization=organization,
             content=mask_identifiers(content, person), confidential=confidential,
             responsible=responsible, submitted_on=today.isoformat(),
-            answer_due=_due(calendar, today, answer_days),
+            answer_due=_due(calendar, today, answer_days), proposal_id=proposal_id,
         )
+
+    @staticmethod
+    def create_id(proposal_id: str | None = None) -> UUID:
+        """A proposal turned into an opinion (转为意见) is one opinion, however often the
+        proposals service's event is delivered: its id derives from the proposal's."""
+        if proposal_id:
+            return uuid5(NAMESPACE_URL, f"consultation:feedback:opinion-of-proposal:{proposal_id}")
+        return uuid4()
 
     @event("OpinionSubmitted")
     def __init__(self, topic_id: str | None, session_id: str | None, channel: str,
                  platform_level: str | None, platform: str | None, category: str | None,
                  author_ref: str, author_sealed: str, organization: str | None, content: str,
-                 confidential: bool, responsible: str, submitted_on: str, answer_due: dict[str, Any]):
+                 confidential: bool, responsible: str, submitted_on: str, answer_due: dict[str, Any],
+                 proposal_id: str | None = None):
         self.topic_id = topic_id
         self.session_id = session_id
         self.channel = channel
@@ -300,6 +295,8 @@ class Opinion(Aggregate):
         self.confidential = confidential
         self.responsible = responsible
         self.submitted_on = submitted_on
+        #: The proposal whose review turned it into this opinion (转为意见), if any.
+        self.proposal_id = proposal_id
         self.status = "open"
         self.round = 1
         self.rounds: list[dict[str, Any]] = [{"round": 1, "answer": None, "feedback": None,

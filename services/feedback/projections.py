@@ -11,54 +11,18 @@ service's topic. None of them holds a person's name, phone or ID number.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
+from shared.books import TopicBook, known_session, known_topic  # noqa: F401 - used as q.* by the API
 from shared.config import SERVICE_TOPICS
+from shared.deadlines import close_deadline, elapsed, open_deadlines, put_deadline
 from shared.envelope import CloudEvent
-from shared.projection import UnprocessableEvent, ViewProjection, existing, need
+from shared.projection import UnprocessableEvent, ViewProjection, existing, need, update
 from shared.stores import ViewStore, ViewTransaction
 from shared.workdays import WorkingCalendar
 
 from services.feedback.domain import STATUS_AFTER
-
-
-class TopicBook(ViewProjection):
-    """Topics (accepted or not, and their lead department) and sessions, from Kafka."""
-
-    name = "topic_book"
-    kafka_topics = (SERVICE_TOPICS["catalog"], SERVICE_TOPICS["sessions"])
-
-    @staticmethod
-    def _topic(txn: ViewTransaction, topic_id: str) -> dict[str, Any]:
-        return txn.get("topic", topic_id) or {"id": topic_id, "title": None, "status": "proposed",
-                                              "lead_department": None}
-
-    def on_TopicProposed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        topic = self._topic(txn, e.subject)
-        txn.put("topic", e.subject, {**topic, "title": d.get("title")})
-
-    def on_TopicAccepted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        txn.put("topic", e.subject, {**self._topic(txn, e.subject), "status": "accepted"})
-
-    def on_TopicRejected(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        txn.put("topic", e.subject, {**self._topic(txn, e.subject), "status": "rejected"})
-
-    def on_PlanItemAdded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        need(d, "topic_id", "lead_department")
-        txn.put("topic", d["topic_id"], {**self._topic(txn, d["topic_id"]),
-                                         "lead_department": d["lead_department"]})
-
-    on_PlanAmended = on_PlanItemAdded
-
-    def on_SessionScheduled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        need(d, "topic_id", "lead_department")
-        txn.put("session", e.subject, {"id": e.subject, "topic_id": d["topic_id"],
-                                       "lead_department": d["lead_department"], "status": "scheduled"})
-
-    def on_SessionCancelled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        session = existing(txn, "session", e.subject, e, "scheduled")
-        txn.put("session", e.subject, {**session, "status": "cancelled"})
 
 
 class FeedbackViews(ViewProjection):
@@ -69,20 +33,6 @@ class FeedbackViews(ViewProjection):
     # -- opinions ----------------------------------------------------------------------
     def _opinion(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
         return existing(txn, "opinion", e.subject, e, "submitted")
-
-    @staticmethod
-    def _deadline(txn: ViewTransaction, kind: str, subject: str, step: str, due: dict[str, Any],
-                  department: str, topic_id: str | None) -> None:
-        txn.put("deadline", f"{subject}/{step}", {
-            "kind": kind, "subject": subject, "step": step, "round": due.get("round", 1),
-            "due": due["due"], "from": due["from"], "provisional": due["provisional"],
-            "department": department, "topic_id": topic_id, "met_on": None, "missed_on": None,
-        })
-
-    @staticmethod
-    def _close(e: CloudEvent, txn: ViewTransaction, step: str, **changes: Any) -> None:
-        key = f"{e.subject}/{step}"
-        txn.put("deadline", key, {**existing(txn, "deadline", key, e, "set"), **changes})
 
     def on_OpinionSubmitted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         need(d, "channel", "author_ref", "responsible", "submitted_on", "answer_due")
@@ -98,7 +48,7 @@ class FeedbackViews(ViewProjection):
         if d.get("topic_id"):
             txn.put("topic_opinion", f"{d['topic_id']}/{e.subject}", {"id": e.subject})
         txn.put("author_opinion", f"{d['author_ref']}/{e.subject}", {"id": e.subject})
-        self._deadline(txn, "opinion", e.subject, "answer", d["answer_due"], d["responsible"], d.get("topic_id"))
+        put_deadline(txn, "opinion", e.subject, "answer", d["answer_due"], d["responsible"], d.get("topic_id"))
 
     def on_OpinionEscalated(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         opinion = self._opinion(e, txn)
@@ -106,7 +56,7 @@ class FeedbackViews(ViewProjection):
                                                          "from_level", "to_level", "escalated_on")})
         opinion.update(responsible=d["to"], platform_level=d["to_level"], escalated=True)
         txn.put("opinion", e.subject, opinion)
-        self._deadline(txn, "opinion", e.subject, "answer", d["answer_due"], d["to"], opinion["topic_id"])
+        put_deadline(txn, "opinion", e.subject, "answer", d["answer_due"], d["to"], opinion["topic_id"])
 
     def _round(self, e: CloudEvent, txn: ViewTransaction, status: str, part: str,
                fields: tuple[str, ...]) -> dict[str, Any]:
@@ -120,13 +70,13 @@ class FeedbackViews(ViewProjection):
     def on_OpinionAnswered(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         opinion = self._round(e, txn, "answered", "answer",
                               ("disposition", "reason", "answered_by", "answered_on"))
-        self._close(e, txn, "answer", met_on=d["answered_on"])
-        self._deadline(txn, "opinion", e.subject, "feedback", d["feedback_due"], opinion["responsible"],
+        close_deadline(txn, e, "answer", met_on=d["answered_on"])
+        put_deadline(txn, "opinion", e.subject, "feedback", d["feedback_due"], opinion["responsible"],
                        opinion["topic_id"])
 
     def on_FeedbackDelivered(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._round(e, txn, "fed_back", "feedback", ("channel", "message", "delivered_by", "delivered_on"))
-        self._close(e, txn, "feedback", met_on=d["delivered_on"])
+        close_deadline(txn, e, "feedback", met_on=d["delivered_on"])
 
     def on_SatisfactionRated(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._round(e, txn, "rated", "satisfaction", ("rating", "comment", "rated_on"))
@@ -137,11 +87,11 @@ class FeedbackViews(ViewProjection):
         opinion["rounds"].append({"round": d["round"], "answer": None, "feedback": None, "satisfaction": None})
         txn.put("opinion", e.subject, opinion)
         txn.delete("deadline", f"{e.subject}/feedback")
-        self._deadline(txn, "opinion", e.subject, "answer", d["answer_due"], opinion["responsible"],
+        put_deadline(txn, "opinion", e.subject, "answer", d["answer_due"], opinion["responsible"],
                        opinion["topic_id"])
 
     def on_DeadlineMissed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        self._close(e, txn, d["step"], missed_on=d["detected_on"])
+        close_deadline(txn, e, d["step"], missed_on=d["detected_on"])
 
     def on_AuthorErased(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         """From now on the views show these opinions without the person: no reference either."""
@@ -168,10 +118,7 @@ class FeedbackViews(ViewProjection):
             "summary", "published_by", "published_on", "record", "totals")}})
 
     def _decision(self, e: CloudEvent, txn: ViewTransaction, **changes: Any) -> dict[str, Any]:
-        decision = existing(txn, "decision", e.subject, e, "drafted")
-        decision.update(changes)
-        txn.put("decision", e.subject, decision)
-        return decision
+        return update(txn, "decision", e, "drafted", **changes)
 
     def on_DecisionDrafted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         txn.put("decision", e.subject, {
@@ -188,12 +135,12 @@ class FeedbackViews(ViewProjection):
 
     def on_DecisionIssued(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         decision = self._decision(e, txn, status="issued", issued_on=d["issued_on"])
-        self._deadline(txn, "decision", e.subject, "interpretation", d["interpretation_due"],
+        put_deadline(txn, "decision", e.subject, "interpretation", d["interpretation_due"],
                        decision["drafted_by"], decision["topic_id"])
 
     def on_PolicyInterpreted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._decision(e, txn, interpretation={k: d[k] for k in ("held_on", "by", "on_time")})
-        self._close(e, txn, "interpretation", met_on=d["held_on"])
+        close_deadline(txn, e, "interpretation", met_on=d["held_on"])
 
     on_InterpretationDeadlineMissed = on_DeadlineMissed
 
@@ -250,14 +197,19 @@ class Trace(ViewProjection):
         if event.name == "AuthorErased" and event.data.get("author_ref"):
             txn.put("trace_erased", event.data["author_ref"], {"ref": event.data["author_ref"]})
         if event.topicid:
-            self._link(txn, event.topicid, event.subject)
+            # A proposal belongs whole to every topic it is linked to: the one it took an
+            # opinion from, and the one it became (its earlier steps name no or another topic).
+            self._link(txn, event.topicid, event.subject, whole=event.service == "proposals")
             proposal = event.data.get("proposal_id")
             if proposal:
-                self._link(txn, event.topicid, str(proposal))
+                self._link(txn, event.topicid, str(proposal), whole=True)
 
     @staticmethod
-    def _link(txn: ViewTransaction, topic_id: str, subject: str) -> None:
-        txn.put("link", f"{topic_id}/{subject}", {"topic_id": topic_id, "subject": subject})
+    def _link(txn: ViewTransaction, topic_id: str, subject: str, whole: bool = False) -> None:
+        key = f"{topic_id}/{subject}"
+        if not whole and (txn.get("link", key) or {}).get("whole"):
+            return
+        txn.put("link", key, {"topic_id": topic_id, "subject": subject, "whole": whole})
 
 
 def trace(views: ViewStore, topic_id: str) -> list[dict[str, Any]] | None:
@@ -268,7 +220,7 @@ def trace(views: ViewStore, topic_id: str) -> list[dict[str, Any]] | None:
         step
         for link in links
         for step in views.list("step", prefix=f"{link['subject']}/")
-        if step.get("topic_id") in (None, topic_id)
+        if link.get("whole") or step.get("topic_id") in (None, topic_id)
     ]
     steps.sort(key=lambda s: (s["time"], s["service"], s["sequence"]))
     # A person who was erased no longer shows, not even by reference.
@@ -279,14 +231,6 @@ def trace(views: ViewStore, topic_id: str) -> list[dict[str, Any]] | None:
 
 
 # -- queries: each body's view of the same documents -------------------------------------
-
-def known_topic(views: ViewStore, topic_id: str) -> dict[str, Any] | None:
-    return views.get("topic", topic_id)
-
-
-def known_session(views: ViewStore, session_id: str) -> dict[str, Any] | None:
-    return views.get("session", session_id)
-
 
 def topic_opinions(views: ViewStore, topic_id: str) -> list[dict[str, Any]]:
     return [o for link in views.list("topic_opinion", prefix=f"{topic_id}/")
@@ -330,16 +274,6 @@ def author_opinions(views: ViewStore, ref: str) -> list[dict[str, Any]]:
     return sorted(opinions, key=lambda o: (o["submitted_at"], o["id"]))
 
 
-def _elapsed(calendar: WorkingCalendar, start: str, today: date) -> int:
-    return calendar.working_days_between(date.fromisoformat(start), today + timedelta(days=1)).value
-
-
-def open_deadlines(views: ViewStore) -> list[tuple[str, str]]:
-    """(kind, id) of every opinion and decision with a step neither done nor reported missed."""
-    return sorted({(d["kind"], d["subject"]) for d in views.list("deadline")
-                   if d["met_on"] is None and d["missed_on"] is None})
-
-
 def department_queue(views: ViewStore, department: str, today: date,
                      calendar: WorkingCalendar) -> dict[str, Any]:
     """What a department owes: opinions and escalated items to answer, feedback to deliver,
@@ -347,7 +281,7 @@ def department_queue(views: ViewStore, department: str, today: date,
     owed = [d for d in views.list("deadline") if d["department"] == department and d["met_on"] is None]
     rows: dict[str, list[dict[str, Any]]] = {"to_answer": [], "to_feed_back": [], "to_interpret": []}
     for d in sorted(owed, key=lambda d: (d["due"], d["subject"])):
-        row = {**d, "working_days_elapsed": _elapsed(calendar, d["from"], today),
+        row = {**d, "working_days_elapsed": elapsed(calendar, d["from"], today),
                "overdue": d["missed_on"] is not None}
         if d["kind"] == "decision":
             row["decision"] = views.get("decision", d["subject"])
@@ -380,7 +314,7 @@ def supervision(views: ViewStore, today: date, calendar: WorkingCalendar) -> dic
     for d in views.list("deadline"):
         if d["missed_on"] and not d["met_on"]:
             row(d["department"])["overdue"] += 1
-            overdue.append({**d, "working_days_overdue": _elapsed(calendar, d["due"], today)})
+            overdue.append({**d, "working_days_overdue": elapsed(calendar, d["due"], today)})
     return {"as_of": today.isoformat(),
             "departments": sorted(totals.values(), key=lambda r: r["department"]),
             "overdue": sorted(overdue, key=lambda d: (d["due"], d["subject"]))}
