@@ -62,8 +62,9 @@ def planned_topic(system: RunningSystem, department: str = "县住建局") -> st
     plan_id = plan(system)
     system.post(f"/catalog/plans/{plan_id}/items", item(topic_id, department), expect=200)
     approve(system, plan_id)
-    wait_for(lambda: system.get(f"/feedback/views/known-topics/{topic_id}", None).get("lead_department"),
-             30, "feedback to learn the topic's lead department")
+    # The topic's acceptance and the plan's item travel in different partitions: wait for both.
+    wait_for(lambda: (t := system.get(f"/feedback/views/known-topics/{topic_id}", None)).get("lead_department")
+             and t.get("status") == "accepted", 30, "feedback to learn the topic's acceptance and lead department")
     return topic_id
 
 
@@ -112,6 +113,7 @@ def test_a_consultation_from_opinion_to_evaluation_without_a_person_on_any_topic
         ({**base, "topic_id": topic_id, "author": {"name": "李四", "phone": "call me"}}, "author.phone",
          "phone_format"),
         ({**base, "topic_id": topic_id, "channel": "carrier_pigeon"}, "channel", "enum"),
+        ({**base, "topic_id": topic_id, "channel": "proposal"}, "channel", "channel_reserved"),
     ]:
         problem = refused(system, "/feedback/opinions", body, 422, rule)
         assert problem["errors"][0]["field"] == field, problem

@@ -114,7 +114,9 @@ def test_health_reports_store_broker_relay_and_consumers(system: RunningSystem) 
         for consumer in health["consumers"]:
             assert consumer["running"] and consumer["assigned_partitions"] > 0, consumer
     assert system.get("/catalog/health")["relay"]["stored"] == 1
-    assert [c["projection"] for c in system.get("/feedback/health")["consumers"]] == ["topic_book", "trace"]
+    assert [c["projection"] for c in system.get("/feedback/health")["consumers"]] == [
+        "topic_book", "trace", "proposal_opinions"]
+    assert [c["projection"] for c in system.get("/catalog/health")["consumers"]] == ["proposal_conversions"]
 
 
 def test_bad_request_names_field_and_rule_and_stores_nothing(system: RunningSystem) -> None:
