@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from services.catalog.domain import Source
 from services.catalog.projections import CatalogViews
+from shared.config import SERVICE_TOPICS
 from shared.replay import differences, rebuild
 from tests import steps
-from tests.harness import RunningSystem, wait_for
+from tests.conftest import KafkaEndpoint
+from tests.harness import RunningSystem, read_topic, wait_for
 from tests.steps import item, plan, topic
 
 
@@ -159,3 +162,27 @@ def test_plan_rules_from_draft_to_amendment(system: RunningSystem) -> None:
     rebuilt, replayed = rebuild(service.app, [CatalogViews])
     assert replayed == service.app.max_position()
     assert differences(service.views.dump(), rebuilt.dump()) == []
+
+
+def test_a_citizen_who_proposes_a_topic_is_named_only_in_the_catalog_record(
+        system: RunningSystem, kafka: KafkaEndpoint) -> None:
+    """Issue 11: a person's name stays in the catalog store; events, the trace and views
+    carry the keyed pseudonymous reference sessions gives the same name."""
+    citizen = "陈秀英"
+    topic_id = topic(system, source="public_solicitation", accept=False, proposer=citizen, proposer_kind="person")
+    refused(system, "/catalog/topics", {"title": "x", "description": "y", "source": "public_solicitation",
+                                        "proposer": citizen, "proposer_kind": "citizen", "content_type": "other"},
+            422, "enum")
+    record = system.get(f"/catalog/topics/{topic_id}")
+    assert (record["proposer"], record["proposer_kind"]) == (citizen, "person")
+    body = topic(system, source="npc", accept=False)
+    assert system.get(f"/catalog/topics/{body}")["proposer_kind"] == "body"
+    ref = system.services["catalog"].app.pseudonyms.ref("participant", citizen)
+    assert ref == system.services["sessions"].app.participant_ref(citizen)
+    trace = system.wait_trace(topic_id, 1)
+    assert trace[0]["actor"] == ref
+    pipeline = wait_for(lambda: json.dumps(system.get("/catalog/views/topic-pipeline"), ensure_ascii=False),
+                        10, "the pipeline")
+    assert citizen not in pipeline
+    on_kafka = [r.value.decode() for r in read_topic(kafka.bootstrap, system.settings.topic(SERVICE_TOPICS["catalog"]))]
+    assert any(ref in v for v in on_kafka) and not any(citizen in v for v in on_kafka)

@@ -154,7 +154,7 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     refused(system, f"/sessions/{session}/held", held_body("2026-10-21", notice_waiver_reason="急"),
             409, "held_in_future")
     held = system.post(f"/sessions/{session}/held",
-                       held_body(notice_waiver_reason="汛期前必须完成决策", minutes_internal=True), expect=200).json()
+                       held_body(notice_waiver_reason="汛期前必须完成决策", public_summary="会议同意加装电梯方案"), expect=200).json()
     assert held["status"] == "held"
     assert held["held"]["notice_waiver_reason"] == "汛期前必须完成决策"
     # Due dates: opinion 5 working days after, report 5 after that.
@@ -210,7 +210,8 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     assert [(w["id"], w["notice_waiver_reason"], w["held_working_days_before"])
             for w in supervision["notice_waivers"]] == [(session, "汛期前必须完成决策", 13)]
     public = system.get("/sessions/public/sessions")
-    assert [(s["id"], s["minutes"], s["attendee_count"]) for s in public] == [(session, None, 3)]
+    assert [(s["id"], s["public_summary"], s["attendee_count"]) for s in public] == [(session, "会议同意加装电梯方案", 3)]
+    assert all("minutes" not in s for s in public)
 
     # Every event is in the topic's trace, after the catalog's.
     expected = ["SessionScheduled", "ParticipantsInvited", "NoticeServed", "SessionHeld",
@@ -229,6 +230,7 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     topic_name = system.settings.topic(SERVICE_TOPICS["sessions"])
     published = [json.loads(r.value) for r in read_topic(kafka.bootstrap, topic_name)]
     assert "王委员" not in json.dumps(published, ensure_ascii=False)
+    assert "会议纪要" not in json.dumps(published, ensure_ascii=False), "minutes name speakers: they stay inside"
     invited_event = next(e for e in published if e["type"].endswith(".ParticipantsInvited.v1"))
     refs = system.services["sessions"].app.participant_ref
     assert invited_event["data"]["participants"][0]["ref"] == refs("王委员")
@@ -238,6 +240,7 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     outcomes = [json.loads(r.value) for r in read_topic(kafka.bootstrap, system.settings.topic(OUTCOMES_TOPIC))]
     held_outcome = next(e for e in outcomes if e["type"].endswith(".SessionHeld.v1"))
     assert "attendees" not in held_outcome["data"] and held_outcome["data"]["minutes"] is None
+    assert held_outcome["data"]["public_summary"] == "会议同意加装电梯方案"
     assert held_outcome["data"]["attendee_count"] == 3
     assert any(e["type"].endswith(".ReportSubmitted.v1") for e in outcomes)
 

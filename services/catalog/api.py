@@ -17,14 +17,16 @@ from shared.service import Service
 
 from services.catalog import projections as q
 from services.catalog.application import CatalogApplication
-from services.catalog.domain import ContentType, Plan, PlanKind, Source, Topic
+from services.catalog.domain import ContentType, Plan, PlanKind, ProposerKind, Source, Topic
 
 
 class TopicIn(Command):
     title: Name
     description: Text
     source: Source
-    proposer: Name
+    proposer: Name = Field(description="the proposing body, or a person's name (then proposer_kind person)")
+    proposer_kind: ProposerKind = Field(
+        ProposerKind.body, description="person: the name stays in the catalog; events carry a pseudonymous ref")
     content_type: ContentType
     proposal_id: UUID | None = Field(None, description="required when source is 'proposal'")
 
@@ -89,7 +91,8 @@ class AmendmentIn(ItemFields):
 def topic_out(t: Topic) -> dict[str, Any]:
     return {
         "id": str(t.id), "title": t.title, "description": t.description, "source": t.source,
-        "proposer": t.proposer, "content_type": t.content_type, "proposal_id": t.proposal_id,
+        "proposer": t.proposer, "proposer_kind": t.proposer_kind, "content_type": t.content_type,
+        "proposal_id": t.proposal_id,
         "status": t.status, "screened_by": t.screened_by, "reason": t.reason,
         "proposed_at": t.created_on.isoformat(),
     }

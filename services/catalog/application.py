@@ -7,6 +7,9 @@ from typing import Any
 from eventsourcing.persistence import RecordConflictError
 
 from shared.application import ServiceApplication
+from shared.clock import Clock
+from shared.config import Settings
+from shared.pseudonyms import Pseudonyms
 from shared.domain import NotFound, Refused
 
 from services.catalog.domain import Plan, ProposalTopicRefusal, Topic
@@ -17,6 +20,18 @@ class CatalogApplication(ServiceApplication):
 
     service = "catalog"
     outcomes = frozenset({"PlanPublished"})
+
+    def __init__(self, settings: Settings, clock: Clock | None = None):
+        super().__init__(settings, clock)
+        self.pseudonyms = Pseudonyms.for_settings(settings)
+
+    def redact(self, name: str, data: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
+        """A citizen who proposed a topic (向社会公开征集, 开单) is named only in this store:
+        every envelope, and so Kafka, the trace and every view, carries the keyed
+        pseudonymous reference sessions gives the same name."""
+        if name == "TopicProposed" and data.get("proposer_kind") == "person":
+            data = {**data, "proposer": self.pseudonyms.ref("participant", data["proposer"])}
+        return data
 
     def topic_of(self, domain_event: Any, data: dict[str, Any]) -> str | None:
         # A topic's own events belong to it; plan events name theirs in data.

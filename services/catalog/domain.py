@@ -33,6 +33,13 @@ class Source(StrEnum):
     proposal = "proposal"  # 提案转化
 
 
+class ProposerKind(StrEnum):
+    """Who proposed a topic: a body (a committee, a department) or a person (a citizen, 群众)."""
+
+    body = "body"
+    person = "person"  # 个人: the name stays in the catalog store; events carry a pseudonymous ref
+
+
 class PlanKind(StrEnum):
     government = "government"  # 政府协商事项目录
     cppcc = "cppcc"  # 政协年度协商计划
@@ -110,11 +117,14 @@ class Topic(Aggregate):
         proposer: str,
         content_type: str,
         proposal_id: str | None = None,
+        proposer_kind: str = "body",
     ):
         self.title = title
         self.description = description
         self.source = Source(source)
         self.proposer = proposer
+        #: Topics stored before people were told apart from bodies were proposed by bodies.
+        self.proposer_kind = ProposerKind(proposer_kind)
         self.content_type = ContentType(content_type)
         self.proposal_id = proposal_id
         self.status = "proposed"

@@ -24,7 +24,8 @@ class CatalogViews(ViewProjection):
     def on_TopicProposed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         txn.put("topic", e.subject, {
             "id": e.subject, "title": d["title"], "description": d["description"],
-            "source": d["source"], "proposer": d["proposer"], "content_type": d["content_type"],
+            "source": d["source"], "proposer": d["proposer"], "proposer_kind": d.get("proposer_kind", "body"),
+            "content_type": d["content_type"],
             "proposal_id": d.get("proposal_id"), "status": "proposed",
             "proposed_at": e.time.isoformat(), "screened_by": None, "reason": None, "plans": [],
         })

@@ -79,8 +79,9 @@ class NoticeIn(Command):
 class HeldIn(Command):
     held_on: Day
     attendees: items(Name, MAX_ATTENDEES)  # type: ignore[valid-type]
-    minutes: Text
-    minutes_internal: Flag = Field(False, description="internal minutes never reach the public")
+    minutes: Text = Field(description="纪要: internal, it names speakers; it never leaves the sessions store")
+    public_summary: Text | None = Field(None, description="what the public and other departments read")
+    minutes_internal: Flag = Field(True, description="kept for older clients: minutes are always internal")
     notice_waiver_reason: Text | None = None
     recorded_by: Name | None = None
 

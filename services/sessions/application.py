@@ -54,17 +54,17 @@ class SessionsApplication(ServiceApplication):
             ]}
         elif name == "SessionHeld":
             attendees = data.get("attendees", [])
+            # Minutes name speakers: they stay here; the public summary is what goes out.
             data = {**data, "attendees": [self.participant_ref(a) for a in attendees],
-                    "attendee_count": len(attendees)}
+                    "attendee_count": len(attendees), "minutes": None,
+                    "public_summary": data.get("public_summary")}
         return data
 
     def outcome(self, event: CloudEvent) -> CloudEvent | None:
-        """Other departments see that a session was held, not who came or internal minutes."""
+        """Other departments see that a session was held and its public summary, not who came."""
         if event.name != "SessionHeld":
             return event
         data = {k: v for k, v in event.data.items() if k != "attendees"}
-        if data.get("minutes_internal"):
-            data["minutes"] = None
         return event.model_copy(update={"data": data})
 
     # -- sessions ----------------------------------------------------------------

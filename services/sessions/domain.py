@@ -328,6 +328,7 @@ class Session(Aggregate):
         recorded_by: str | None,
         today: date,
         calendar: WorkingCalendar,
+        public_summary: str | None = None,
     ) -> None:
         self._before_held("recording it as held")
         if held_on > today:
@@ -372,6 +373,7 @@ class Session(Aggregate):
             notice_waiver_reason=waiver,
             deadlines=due_dates(held_on, calendar),
             count_provisional=provisional,
+            public_summary=public_summary,
         )
 
     @event("SessionHeld")
@@ -387,13 +389,17 @@ class Session(Aggregate):
         notice_waiver_reason: str | None,
         deadlines: dict[str, dict[str, Any]],
         count_provisional: bool,
+        public_summary: str | None = None,
     ) -> None:
+        """Minutes (纪要) name speakers and stay in this store; ``public_summary`` is what the
+        public reads (sessions held before it existed have none)."""
         self.status = "held"
         self.held = {
             "held_on": held_on, "attendees": attendees, "minutes": minutes,
             "minutes_internal": minutes_internal, "recorded_by": recorded_by,
             "working_days_before": working_days_before, "notice_sufficient": notice_sufficient,
             "notice_waiver_reason": notice_waiver_reason, "count_provisional": count_provisional,
+            "public_summary": public_summary,
         }
         self.deadlines = {
             step: {**d, "met_on": None, "missed_on": None} for step, d in deadlines.items()

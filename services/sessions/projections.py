@@ -106,7 +106,7 @@ class SessionViews(ViewProjection):
             "form_change_reason": d.get("form_change_reason"), "status": "scheduled",
             "research_required": d["research_required"], "research_filed": False,
             "grassroots_room": d["grassroots_room"], "invited": 0, "notice": None,
-            "held_on": None, "attendee_count": 0, "minutes": None, "minutes_internal": False,
+            "held_on": None, "attendee_count": 0, "public_summary": None,
             "notice_waiver_reason": None, "report": None, "instructions": 0,
         })
 
@@ -133,7 +133,7 @@ class SessionViews(ViewProjection):
     def on_SessionHeld(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         session = self._update(
             e, txn, status="held", held_on=d["held_on"], attendee_count=d["attendee_count"],
-            minutes=d["minutes"], minutes_internal=d["minutes_internal"],
+            public_summary=d.get("public_summary"),
             notice_waiver_reason=d.get("notice_waiver_reason"),
             held_working_days_before=d["working_days_before"],
         )
@@ -274,12 +274,10 @@ def implementation_copies(views: ViewStore) -> list[dict[str, Any]]:
     return _by_date(views.list("instruction"), "issued_on")
 
 
-_PUBLIC = ("id", "topic_id", "title", "form", "lead_department", "held_on", "attendee_count")
+_PUBLIC = ("id", "topic_id", "title", "form", "lead_department", "held_on", "attendee_count", "public_summary")
 
 
 def public_sessions(views: ViewStore) -> list[dict[str, Any]]:
-    """What society sees: held sessions, with minutes unless they are marked internal."""
-    return _by_date([
-        {**{k: s.get(k) for k in _PUBLIC}, "minutes": None if s["minutes_internal"] else s["minutes"]}
-        for s in views.list("session") if s["held_on"]
-    ], "held_on")
+    """What society sees: held sessions and their public summary; minutes (纪要) stay internal."""
+    return _by_date([{k: s.get(k) for k in _PUBLIC} for s in views.list("session") if s["held_on"]],
+                    "held_on")

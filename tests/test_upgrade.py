@@ -1,0 +1,65 @@
+"""Stores written by the previous release still load: events stored before a field existed
+are read with the field's old meaning (issue 11: a topic's proposer kind, a session's public
+summary). Shown on a real SQLite store whose events are rewritten to their old shape."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import date
+from pathlib import Path
+
+from services.catalog.application import CatalogApplication
+from services.catalog.domain import Topic
+from services.sessions.application import SessionsApplication
+from services.sessions.domain import Session
+from shared.clock import FixedClock
+from shared.config import Settings
+
+
+def _strip(path: Path, event_topic: str, *fields: str) -> int:
+    """Remove ``fields`` from every stored ``event_topic`` event, as the old release wrote them."""
+    rewritten = 0
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT rowid, state FROM stored_events WHERE topic = ?", (event_topic,)).fetchall()
+        for rowid, state in rows:
+            data = json.loads(state)
+            for field in fields:
+                data.pop(field)
+            db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
+                       (json.dumps(data).encode(), rowid))
+            rewritten += 1
+    return rewritten
+
+
+def test_topics_and_held_sessions_stored_by_the_previous_release_still_load(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, store="sqlite")
+    catalog = CatalogApplication(settings)
+    topic_id = catalog.propose_topic(title="议题", description="说明", source="npc", proposer="县人大常委会",
+                                     content_type="livelihood")
+    catalog.close()
+    clock = FixedClock(date(2026, 10, 20))
+    sessions = SessionsApplication(settings, clock)
+    planned = [{"plan_id": "p", "plan_kind": "government", "form": "symposium"}]
+    session_id = sessions.schedule_session(planned, topic_id=topic_id, form="symposium", title="座谈会",
+                                           scheduled_for=date(2026, 10, 20), lead_department="县住建局",
+                                           host="县政府办公室")
+    sessions.hold(session_id, held_on=date(2026, 10, 20), attendees=["王"], minutes="纪要",
+                  minutes_internal=True, notice_waiver_reason="紧急", recorded_by=None)
+    sessions.close()
+
+    assert _strip(tmp_path / "catalog-events.sqlite", "consultation.catalog.TopicProposed", "proposer_kind") == 1
+    assert _strip(tmp_path / "sessions-events.sqlite", "consultation.sessions.SessionHeld", "public_summary") == 1
+
+    catalog = CatalogApplication(settings)
+    topic = catalog.get(Topic, topic_id)
+    assert (topic.proposer, topic.proposer_kind) == ("县人大常委会", "body")
+    [envelope] = catalog.envelopes(catalog.notifications(0))
+    assert envelope.data["proposer"] == "县人大常委会"
+    catalog.close()
+    sessions = SessionsApplication(settings, clock)
+    session = sessions.get(Session, session_id)
+    assert session.held is not None and session.held["public_summary"] is None
+    held = [e for e in sessions.envelopes(sessions.notifications(0)) if e.name == "SessionHeld"]
+    assert held[0].data["minutes"] is None and held[0].data["public_summary"] is None
+    sessions.close()
