@@ -9,7 +9,7 @@ import pytest
 
 from services.catalog.domain import Source
 from services.catalog.projections import CatalogViews
-from shared.config import SERVICE_TOPICS
+from shared.config import OUTCOMES_TOPIC, SERVICE_TOPICS
 from shared.replay import differences, rebuild
 from tests import steps
 from tests.conftest import KafkaEndpoint
@@ -26,7 +26,7 @@ def test_topics_from_every_source_and_screening(system: RunningSystem) -> None:
     ids = {s.value: topic(system, source=s.value, accept=False,
                           **({"proposal_id": "0b0c2f44-1d0f-4a55-9a1b-5c8c3d7f0e11"} if s is Source.proposal else {}))
            for s in Source}
-    assert len(ids) == 13
+    assert len(ids) == 16
     linked = system.get(f"/catalog/topics/{ids['proposal']}")
     assert linked["proposal_id"] == "0b0c2f44-1d0f-4a55-9a1b-5c8c3d7f0e11"
 
@@ -60,7 +60,8 @@ def test_topics_from_every_source_and_screening(system: RunningSystem) -> None:
 
 
 @pytest.mark.parametrize("content_type,words", [
-    ("party_policy", "Party policy (党的大政方针)"),
+    ("party_policy", "Party policy (党的方针政策)"),
+    ("party_documents", "Party policy (党的方针政策)"),
     ("fixed_by_law", "fixed by law"),
     ("beyond_self_government", "beyond village self-government"),
 ])
@@ -186,3 +187,62 @@ def test_a_citizen_who_proposes_a_topic_is_named_only_in_the_catalog_record(
     assert citizen not in pipeline
     on_kafka = [r.value.decode() for r in read_topic(kafka.bootstrap, system.settings.topic(SERVICE_TOPICS["catalog"]))]
     assert any(ref in v for v in on_kafka) and not any(citizen in v for v in on_kafka)
+
+
+def test_each_body_decides_its_own_plan(system: RunningSystem, kafka: KafkaEndpoint) -> None:
+    """Issue 11: government leaders decide the catalogue (published, required); the chair meeting
+    reviews and the Party committee decides a CPPCC plan; a room's Party organisation decides its
+    list; a village's 开单 list is reported, not approved. Forms suit the plan's kind."""
+    government, cppcc, room = plan(system, "government"), plan(system, "cppcc"), plan(system, "cppcc_room")
+    village = system.post("/catalog/plans", {"year": 2026, "kind": "grassroots", "issuer": "城关镇"},
+                          expect=201).json()["id"]
+    assert system.get(f"/catalog/plans/{village}")["kind"] == "village"  # the old name is the 开单 list
+
+    # Forms must suit the body (001 §8); months lie in the plan's year; the participant scope is named.
+    topic_id = topic(system)
+    refused(system, f"/catalog/plans/{cppcc}/items", item(topic_id, form="hearing"), 409, "form_not_allowed",
+            "协商议题和协商形式相匹配")
+    refused(system, f"/catalog/plans/{village}/items", item(topic_id, form="standing_committee_deliberation"),
+            409, "form_not_allowed")
+    refused(system, f"/catalog/plans/{government}/items", item(topic_id, scheduled_month="2027-01"), 409,
+            "month_outside_year")
+    problem = refused(system, f"/catalog/plans/{government}/items",
+                      {k: v for k, v in item(topic_id).items() if k != "participant_scope"}, 422, "missing")
+    assert problem["errors"][0]["field"] == "participant_scope"
+    for plan_id, form in ((government, "hearing"), (cppcc, "consultation_symposium"),
+                          (room, "grassroots_meeting"), (village, "questionnaire")):
+        system.post(f"/catalog/plans/{plan_id}/items", item(topic(system), form=form), expect=200)
+
+    # Who decides what, in their own words.
+    refused(system, f"/catalog/plans/{government}/review", {"reviewed_by": "主席会议"}, 409,
+            "review_not_applicable", "government's leaders")
+    refused(system, f"/catalog/plans/{cppcc}/approval", {"approved_by": "县委常委会"}, 409, "review_required", "主席会议")
+    system.post(f"/catalog/plans/{cppcc}/review", {"reviewed_by": "政协主席会议"}, expect=200)
+    # An item added after the review sends the plan back to the chair meeting.
+    after = system.post(f"/catalog/plans/{cppcc}/items", item(topic(system), form="sector"), expect=200).json()
+    assert after["status"] == "draft" and after["reviewed_by"] is None
+    refused(system, f"/catalog/plans/{cppcc}/approval", {"approved_by": "县委常委会"}, 409, "review_required")
+    system.post(f"/catalog/plans/{cppcc}/review", {"reviewed_by": "政协主席会议"}, expect=200)
+    system.post(f"/catalog/plans/{cppcc}/approval", {"approved_by": "县委常委会"}, expect=200)
+    refused(system, f"/catalog/plans/{village}/approval", {"approved_by": "县政府"}, 409,
+            "approval_not_applicable", "county government office")
+    refused(system, f"/catalog/plans/{government}/report", {"compiled_by": "城关镇"}, 409, "report_not_applicable")
+    reported = system.post(f"/catalog/plans/{village}/report", {"compiled_by": "城关镇"}, expect=200).json()
+    assert (reported["status"], reported["reported"]["reported_to"]) == ("reported", "县政府办公室")
+    system.post(f"/catalog/plans/{room}/approval", {"approved_by": "城东镇党委"}, expect=200)
+    system.post(f"/catalog/plans/{government}/approval", {"approved_by": "县政府常务会议"}, expect=200)
+    desk = wait_for(lambda: (d := system.get("/catalog/views/plan-desk"))["to_publish"] and d, 20, "the plan desk")
+    assert [p["id"] for p in desk["to_publish"]] == [government]
+
+    # The published catalogue carries its items on the outcome topic.
+    system.post(f"/catalog/plans/{government}/publication", {}, expect=200)
+
+    def published() -> list[dict[str, Any]]:
+        records = read_topic(kafka.bootstrap, system.settings.topic(OUTCOMES_TOPIC))
+        return [json.loads(r.value) for r in records if b"PlanPublished" in r.value]
+
+    [outcome] = wait_for(published, 20, "PlanPublished on the outcome topic")
+    [entry] = outcome["data"]["items"]
+    assert (entry["title"], entry["form"], entry["scheduled_month"], entry["lead_department"]) == (
+        "议题 livelihood government", "hearing", "2026-05", "县住建局")
+    assert "internal_note" not in entry

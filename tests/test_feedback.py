@@ -60,7 +60,7 @@ def system(settings: Settings, clock: FixedClock) -> Iterator[RunningSystem]:
 def planned_topic(system: RunningSystem, department: str = "县住建局") -> str:
     topic_id = topic(system, "livelihood")
     plan_id = plan(system)
-    system.post(f"/catalog/plans/{plan_id}/items", item(topic_id, department), expect=200)
+    system.post(f"/catalog/plans/{plan_id}/items", item(topic_id, department, scheduled_month="2026-09"), expect=200)
     approve(system, plan_id)
     # The topic's acceptance and the plan's item travel in different partitions: wait for both.
     wait_for(lambda: (t := system.get(f"/feedback/views/known-topics/{topic_id}", None)).get("lead_department")

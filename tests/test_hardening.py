@@ -261,7 +261,7 @@ def test_dates_are_bounded(settings: Settings) -> None:
         for day, rule in (("0001-01-03", "greater_than_equal"), ("9999-12-31", "less_than_equal"),
                           ("2101-01-01", "less_than_equal")):
             steps.refused(system, "sessions", "/sessions", {**body, "scheduled_for": day}, 422, rule)
-        session = schedule(system, topic_id, scheduled_for="2100-12-31")
+        session = schedule(system, topic_id, scheduled_for="2100-12-31", date_change_reason="边界日期")
         steps.refused(system, "sessions", f"/sessions/{session}/notice",
                       {"served_on": "0001-01-01", "materials": ["材料"]}, 422, "greater_than_equal")
         # The widest span the bounds allow is answered at once and stores a bounded list.

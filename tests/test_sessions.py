@@ -36,11 +36,12 @@ def refused(system: RunningSystem, path: str, body: dict[str, Any], status: int,
 
 
 def planned_topic(system: RunningSystem, form: str = "symposium", kind: str = "government",
-                  department: str = "县住建局") -> str:
-    """A topic placed in a plan of ``kind`` that the Party committee approved."""
+                  department: str = "县住建局", month: str = "2026-10") -> str:
+    """A topic placed, for ``month``, in a plan of ``kind`` that its body decided."""
     topic_id = topic(system, "livelihood")
     plan_id = plan(system, kind)
-    system.post(f"/catalog/plans/{plan_id}/items", item(topic_id, department, form=form), expect=200)
+    system.post(f"/catalog/plans/{plan_id}/items", item(topic_id, department, form=form, scheduled_month=month),
+                expect=200)
     approve(system, plan_id, kind)
     wait_planned(system, topic_id)
     return topic_id
@@ -95,10 +96,11 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     # Only a topic in an approved plan gets a session; sessions learns plans from Kafka.
     unplanned = topic(system, "livelihood")
     draft = plan(system)
-    system.post(f"/catalog/plans/{draft}/items", item(unplanned, form="hearing"), expect=200)
+    system.post(f"/catalog/plans/{draft}/items", item(unplanned, form="hearing", scheduled_month="2026-10"),
+                expect=200)
     body = {"topic_id": unplanned, "form": "hearing", "title": "听证会", "scheduled_for": "2026-10-20",
             "lead_department": "县住建局", "host": "县政府办公室"}
-    refused(system, "/sessions", body, 409, "topic_not_planned", "not in an approved plan")
+    refused(system, "/sessions", body, 409, "topic_not_planned", "not in a plan in force")
     approve(system, draft)
     assert wait_planned(system, unplanned)[0]["form"] == "hearing"
 
@@ -126,7 +128,8 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     approve(system, approved)
     amended = topic(system, "reform")
     system.post(f"/catalog/plans/{approved}/amendments",
-                {**item(amended, "县发改局"), "reason": "临时增加", "approved_by": "县委常委会"}, expect=201)
+                {**item(amended, "县发改局", scheduled_month="2026-10"), "reason": "临时增加",
+                 "approved_by": "县委常委会"}, expect=201)
     assert wait_planned(system, amended)[0]["by_amendment"] is True
     schedule(system, amended, department="县发改局")
 
@@ -142,6 +145,7 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     assert problem["errors"][0]["field"] == "participants.0.role"
 
     # Served 2026-09-23 for 2026-10-20: 18 weekdays, but Mid-Autumn and National Day leave 13.
+    clock.set(date(2026, 9, 23))
     notice = system.post(f"/sessions/{session}/notice",
                          {"served_on": "2026-09-23", "materials": ["方案征求意见稿"]}, expect=200).json()
     assert (notice["working_days_before"], notice["notice_sufficient"], notice["provisional"]) == (13, False, False)
@@ -194,10 +198,11 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
             {"department": "县教育局", "note": "x"}, 409, "department_not_tasked")
     system.post(f"/sessions/{session}/instructions/{instruction}/implementation",
                 {"department": "县住建局", "note": "已完成首批12部电梯"}, expect=200)
-    copies = wait_for(lambda: (c := system.get("/sessions/views/cppcc-office/implementation"))
-                      and c[0]["implementation"] and c, 20, "copies to the CPPCC office")
-    assert copies[0]["implementation"][0] == {"department": "县住建局", "note": "已完成首批12部电梯",
-                                              "reported_on": "2026-10-20", "copied_to": "cppcc_office"}
+    # A government session's follow-up goes to the government office (督办), not to the CPPCC
+    # office, which receives the implementation of CPPCC outcomes (001 §19).
+    implemented = system.get(f"/sessions/{session}")["instructions"][0]["implementation"]
+    assert implemented == [{"department": "县住建局", "note": "已完成首批12部电梯",
+                            "reported_on": "2026-10-20", "copied_to": "government_office"}]
     assert wait_for(lambda: system.get("/sessions/views/awaiting-instruction") == [], 20, "queue emptied")
 
     # Each body's view.
@@ -318,24 +323,23 @@ def test_research_vetting_exemption_and_provisional_deadlines(sqlite_system: Run
                                                               clock: FixedClock) -> None:
     system = sqlite_system
     # 不调研不协商: a thematic consultation is not held without research.
-    thematic = planned_topic(system, form="thematic_consultation", kind="cppcc", department="县政协办公室")
+    thematic = planned_topic(system, form="thematic_consultation", kind="cppcc", department="县政协办公室",
+                             month="2026-12")
     session = schedule(system, thematic, "2026-12-28", form="thematic_consultation", department="县政协办公室")
     assert system.get(f"/sessions/{session}")["research_required"] is True
+    clock.set(date(2026, 11, 2))
     system.post(f"/sessions/{session}/notice", {"served_on": "2026-11-02", "materials": ["调研提纲"]}, expect=200)
     clock.set(date(2026, 12, 28))
     refused(system, f"/sessions/{session}/held", held_body("2026-12-28"), 409, "research_required", "不调研不协商")
     system.post(f"/sessions/{session}/research", {"summary": "走访12个社区", "filed_by": "县政协提案委"}, expect=200)
     held = system.post(f"/sessions/{session}/held", held_body("2026-12-28"), expect=200).json()
-    # 2027 has no official calendar yet: the deadlines are computed but flagged.
-    opinion, report = held["due"]["opinion"], held["due"]["report"]
-    assert (opinion["due"], opinion["provisional"], opinion["years_without_data"]) == ("2027-01-04", True, [2027])
-    assert report["provisional"] is True
-    upcoming = wait_for(lambda: system.get("/sessions/views/supervision")["upcoming"], 20, "upcoming")
-    assert all(d["provisional"] for d in upcoming)
+    # The 5 + 5 working days are the government consultation's (002 第七条(四)), not the CPPCC's.
+    assert set(held["due"]) == {"notice_by"}
 
-    # A grassroots room admits only vetted participants.
-    room = planned_topic(system, form="grassroots_meeting", kind="grassroots", department="城东镇")
-    meeting = schedule(system, room, "2027-01-20", form="grassroots_meeting", department="城东镇")
+    # A 有事好商量 room admits only participants its Party organisation vetted (003 二(二)).
+    room = planned_topic(system, form="grassroots_meeting", kind="cppcc_room", department="城东镇")
+    meeting = schedule(system, room, "2027-01-20", form="grassroots_meeting", department="城东镇",
+                       date_change_reason="岁末事务多，移至次年一月")
     assert system.get(f"/sessions/{meeting}")["grassroots_room"] is True
     problem = refused(system, f"/sessions/{meeting}/invitations", {"participants": [
         {"name": "赵村民", "role": "public_representative", "organization": "刘圩村", "vetted": True},
@@ -345,6 +349,7 @@ def test_research_vetting_exemption_and_provisional_deadlines(sqlite_system: Run
     system.post(f"/sessions/{meeting}/invitations", {"participants": [
         {"name": "钱村民", "role": "stakeholder", "organization": "刘圩村", "vetted": True, "vetted_by": "村党支部"},
     ]}, expect=200)
+    clock.set(date(2026, 12, 30))
     notice = system.post(f"/sessions/{meeting}/notice", {"served_on": "2026-12-30", "materials": ["议题"]},
                          expect=200).json()
     assert notice["provisional"] is True and notice["years_without_data"] == [2027]
@@ -352,8 +357,9 @@ def test_research_vetting_exemption_and_provisional_deadlines(sqlite_system: Run
     # An emergency exemption needs a category and reason, and the supervising office sees it.
     exemption = {"decision": "封闭受损桥梁并实施交通管制", "category": "public_safety", "reason": "桥梁检测发现重大安全隐患",
                  "decided_by": "县政府常务会议", "department": "县交通运输局", "decided_on": "2026-12-01",
-                 "topic_id": thematic}
-    for field, bad, rule in (("reason", "", "string_too_short"), ("category", "convenience", "enum")):
+                 "topic_id": thematic, "urgency": "桥梁随时可能垮塌，需立即封闭"}
+    for field, bad, rule in (("reason", "", "string_too_short"), ("category", "convenience", "enum"),
+                             ("urgency", "\u200b", "blank")):
         problem = refused(system, "/sessions/exemptions", {**exemption, field: bad}, 422, rule)
         assert problem["errors"][0]["field"] == field
     exemption_id = system.post("/sessions/exemptions", exemption, expect=201).json()["id"]
@@ -371,7 +377,7 @@ def test_publishing_the_2027_calendar_confirms_provisional_deadlines(tmp_path: P
     s = make_settings("sqlite", tmp_path, kafka, None, calendar_dir=calendars, deadline_check_interval=0.2)
     clock = FixedClock(date(2026, 12, 28))
     with RunningSystem(s, NAMES, clock) as system:
-        topic_id = planned_topic(system)
+        topic_id = planned_topic(system, month="2026-12")
         session = schedule(system, topic_id, "2026-12-28")
         held = system.post(f"/sessions/{session}/held",
                            held_body("2026-12-28", notice_waiver_reason="年末集中决策"), expect=200).json()
@@ -426,3 +432,130 @@ def test_two_schedulers_racing_on_one_session_record_the_miss_once(settings: Set
     finally:
         first.close()
         second.close()
+
+
+def test_each_body_runs_its_sessions_by_its_own_rules(system: RunningSystem, clock: FixedClock,
+                                                      kafka: KafkaEndpoint) -> None:
+    """Issue 11: the 15-day notice and the 5 + 5 days are the government's (002 第七条); CPPCC
+    sessions record the notice (001 §18) and copy implementation to the CPPCC office (001 §19);
+    a village meeting needs no vetting (004); a topic outside the plan is consulted on through the
+    unplanned path, with its reason and deciding body (001 §9), shown to the supervising office."""
+    cppcc = planned_topic(system, form="consultation_symposium", kind="cppcc", department="县政协办公室",
+                          month="2026-09")
+    session = schedule(system, cppcc, "2026-09-04", form="consultation_symposium", department="县政协办公室")
+    # A session keeps to its plan item's month and lead department, or says why not.
+    base = {"topic_id": cppcc, "form": "consultation_symposium", "title": "协商座谈会", "host": "县政协",
+            "scheduled_for": "2026-09-04", "lead_department": "县政协办公室"}
+    refused(system, "/sessions", {**base, "scheduled_for": "2026-10-09"}, 409, "date_outside_month", "2026-09")
+    refused(system, "/sessions", {**base, "lead_department": "县民政局"}, 409, "lead_department_not_planned",
+            "县政协办公室")
+    moved = system.post("/sessions", {**base, "scheduled_for": "2026-10-09", "lead_department": "县民政局",
+                                      "date_change_reason": "九月议程已满", "lead_department_change_reason": "民政牵头更宜"},
+                        expect=201).json()["id"]
+    assert system.get(f"/sessions/{moved}")["date_change_reason"] == "九月议程已满"
+    refused(system, "/sessions", {"topic_id": cppcc, "form": "hearing", "title": "听证", "scheduled_for": "2026-09-04",
+                                  "lead_department": "县政协办公室", "host": "县政协", "form_change_reason": "改"},
+            409, "form_not_allowed")
+    system.post(f"/sessions/{session}/notice", {"served_on": "2026-09-01", "materials": ["协商材料"]}, expect=200)
+    clock.set(date(2026, 9, 4))
+    held = system.post(f"/sessions/{session}/held", held_body("2026-09-04"), expect=200).json()
+    assert (held["held"]["working_days_before"], held["held"]["notice_waiver_reason"]) == (2, None)
+    assert set(held["due"]) == {"notice_by"}, "no 5 + 5 working days for a CPPCC session"
+    system.post(f"/sessions/{session}/consultation-opinion", {"summary": "意见", "formed_by": "县政协"}, expect=200)
+    system.post(f"/sessions/{session}/report", {"summary": "报告", "compiled_by": "县政协办公室", "opinion_ids": []},
+                expect=200)
+    system.post(f"/sessions/{session}/report/submission", {"submitted_to": ["县委"]}, expect=200)
+    instruction = system.post(f"/sessions/{session}/instructions", {"leader": "县委书记", "text": "落实",
+                                                                   "departments": ["县民政局"]}, expect=201).json()["id"]
+    system.post(f"/sessions/{session}/instructions/{instruction}/implementation",
+                {"department": "县民政局", "note": "已落实"}, expect=200)
+    copies = wait_for(lambda: (c := system.get("/sessions/views/cppcc-office/implementation"))
+                      and c[0]["implementation"] and c, 20, "copies to the CPPCC office")
+    assert [c["session_id"] for c in copies] == [session]
+    assert copies[0]["implementation"][0]["copied_to"] == "cppcc_office"
+
+    # A government session still needs 15 working days, or a recorded waiver.
+    government = planned_topic(system, form="symposium", month="2026-09")
+    short = schedule(system, government, "2026-09-08")
+    system.post(f"/sessions/{short}/notice", {"served_on": "2026-09-01", "materials": ["材料"]}, expect=200)
+    clock.set(date(2026, 9, 8))
+    refused(system, f"/sessions/{short}/held", held_body("2026-09-08"), 409, "notice_insufficient", "002 第七条(二)")
+
+    # A village 开单 meeting: the list is reported, not approved, and participants are not vetted.
+    village_topic = topic(system, "livelihood", source="grassroots")
+    village = system.post("/catalog/plans", {"year": 2026, "kind": "grassroots", "issuer": "城关镇"},
+                          expect=201).json()["id"]
+    system.post(f"/catalog/plans/{village}/items",
+                item(village_topic, "和平村", form="grassroots_meeting", scheduled_month="2026-09"), expect=200)
+    system.post(f"/catalog/plans/{village}/report", {"compiled_by": "城关镇"}, expect=200)
+    wait_planned(system, village_topic)
+    meeting = schedule(system, village_topic, "2026-09-10", form="grassroots_meeting", department="和平村")
+    assert system.get(f"/sessions/{meeting}")["body"] == "village"
+    system.post(f"/sessions/{meeting}/invitations", {"participants": [
+        {"name": "孙村民", "role": "public_representative", "organization": "和平村"},
+        {"name": "周解事员", "role": "mediator", "organization": "和平村说事站"}]}, expect=200)
+
+    # Outside the plan: only with a reason and the deciding body, and the supervision list shows it.
+    outside = topic(system, "livelihood")
+    body = {"topic_id": outside, "form": "heart_to_heart", "title": "谈心谈话", "scheduled_for": "2026-09-15",
+            "lead_department": "县政府办公室", "host": "县政府办公室"}
+    refused(system, "/sessions", body, 409, "topic_not_planned", "unplanned path")
+    problem = refused(system, "/sessions", {**body, "unplanned": {"decided_by": "县政府", "kind": "government"}},
+                      422, "missing")
+    assert problem["errors"][0]["field"] == "unplanned.reason"
+    refused(system, "/sessions", {**body, "form": "sector", "unplanned": {
+        "reason": "突发事项", "decided_by": "县政府", "kind": "government"}}, 409, "form_not_allowed")
+    unplanned = system.post("/sessions", {**body, "unplanned": {
+        "reason": "群众反映强烈，需及时沟通", "decided_by": "县政府常务会议", "kind": "government"}}, expect=201).json()["id"]
+    listed = wait_for(lambda: system.get("/sessions/views/supervision")["unplanned"], 20, "the unplanned session")
+    assert [(u["id"], u["unplanned"]["decided_by"]) for u in listed] == [(unplanned, "县政府常务会议")]
+
+    # No catalog, sessions or outcome message carries a person's name (a citizen proposer included).
+    citizen = topic(system, "livelihood", source="public_solicitation", proposer="吴阿姨", proposer_kind="person")
+    wait_for(lambda: system.trace(citizen), 20, "the citizen's topic on Kafka")
+    names = ("王委员", "李代表", "张群众", "孙村民", "周解事员", "吴阿姨")
+    for contract_topic in (SERVICE_TOPICS["catalog"], SERVICE_TOPICS["sessions"], OUTCOMES_TOPIC):
+        text = json.dumps([json.loads(r.value) for r in read_topic(kafka.bootstrap, system.settings.topic(
+            contract_topic))], ensure_ascii=False)
+        assert not [n for n in names if n in text], contract_topic
+
+
+def test_notices_are_dated_honestly_counted_per_participant_and_served_again_after_a_move(
+        system: RunningSystem, clock: FixedClock) -> None:
+    """Issue 11: a notice is not dated after today nor after the session; one entered more than
+    2 working days late is accepted and flagged; a participant invited after the notice is
+    counted from the invitation; a moved session gets a new notice; held_on is the scheduled day."""
+    topic_id = planned_topic(system, month="2026-11")
+    session = schedule(system, topic_id, "2026-11-20")
+    refused(system, f"/sessions/{session}/notice", {"served_on": "2026-09-02", "materials": ["材料"]}, 409,
+            "notice_in_future")
+    system.post(f"/sessions/{session}/invitations", {"participants": [
+        {"name": "王代表", "role": "npc_deputy", "organization": "县人大"}]}, expect=200)
+    notice = system.post(f"/sessions/{session}/notice", {"served_on": "2026-09-01", "materials": ["材料"]},
+                         expect=200).json()
+    assert notice["recorded_late"] is False
+    clock.set(date(2026, 11, 10))
+    system.post(f"/sessions/{session}/invitations", {"participants": [
+        {"name": "李专家", "role": "expert", "organization": "县职业学院"}]}, expect=200)
+    clock.set(date(2026, 11, 20))
+    refused(system, f"/sessions/{session}/held", held_body("2026-11-19"), 409, "held_on_other_date", "reschedule")
+    problem = refused(system, f"/sessions/{session}/held", held_body("2026-11-20"), 409, "notice_insufficient",
+                      "invited after the notice")
+    assert "2026-11-10" in problem["detail"]
+
+    # Moved: the old notice no longer counts; a new one is served, here entered 14 working days late.
+    moved = system.post(f"/sessions/{session}/reschedule", {"scheduled_for": "2026-11-27", "reason": "会议室冲突",
+                                                            "decided_by": "县政府办公室"}, expect=200).json()
+    assert moved["notice"] is None and moved["held"] is None
+    refused(system, f"/sessions/{session}/held", held_body("2026-11-20"), 409, "held_on_other_date")
+    late = system.post(f"/sessions/{session}/notice", {"served_on": "2026-11-02", "materials": ["新材料"]},
+                       expect=200).json()
+    assert (late["recorded_late"], late["recorded_on"]) == (True, "2026-11-20")
+    flagged = wait_for(lambda: system.get("/sessions/views/supervision")["notices_recorded_late"], 20, "the flag")
+    assert [(f["id"], f["served_on"], f["recorded_on"]) for f in flagged] == [(session, "2026-11-02", "2026-11-20")]
+    clock.set(date(2026, 11, 27))
+    # The expert, invited 2026-11-10, still had fewer than 15 working days: a waiver is recorded.
+    refused(system, f"/sessions/{session}/held", held_body("2026-11-27"), 409, "notice_insufficient")
+    held = system.post(f"/sessions/{session}/held", held_body("2026-11-27", notice_waiver_reason="专家临时增补"),
+                       expect=200).json()
+    assert held["held"]["notice_waiver_reason"] == "专家临时增补"

@@ -54,8 +54,14 @@ class ScreeningIn(Command):
 
 class PlanIn(Command):
     year: Year
-    kind: PlanKind
+    kind: PlanKind = Field(description="government (政府协商事项目录), cppcc (政协年度协商计划), cppcc_room "
+                           "(有事好商量, 003), village (说事开单, 004); 'grassroots' is the old name of village")
     issuer: Name
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def old_name(cls, v: Any) -> Any:
+        return PlanKind.village.value if v == "grassroots" else v
 
 
 class ItemFields(Command):
@@ -63,7 +69,7 @@ class ItemFields(Command):
     form: Form
     lead_department: Name
     scheduled_month: Month
-    participant_scope: Text = ""
+    participant_scope: Text = Field(description="who takes part (参与范围, 002 第七条(一))")
 
 
 class ItemIn(ItemFields):
@@ -77,6 +83,11 @@ class ReviewIn(Command):
 
 class ApprovalIn(Command):
     approved_by: Name
+
+
+class ReportIn(Command):
+    compiled_by: Name = Field(description="the township that compiled the 开单 list")
+    reported_to: Name = Field("县政府办公室", description="the county government office (004)")
 
 
 class PublicationIn(Command):
@@ -102,7 +113,7 @@ def plan_out(p: Plan) -> dict[str, Any]:
     return {
         "id": str(p.id), "year": p.year, "kind": p.kind, "issuer": p.issuer, "status": p.status,
         "items": p.items, "amendments": p.amendments, "reviewed_by": p.reviewed_by,
-        "approved_by": p.approved_by, "version": p.version,
+        "approved_by": p.approved_by, "reported": p.reported, "version": p.version,
     }
 
 
@@ -144,7 +155,14 @@ def routes(service: Service) -> APIRouter:
         await run(app.review_plan, plan_id, body.reviewed_by)
         return plan_out(await run(app.get, Plan, plan_id))
 
-    @r.post("/plans/{plan_id}/approval", summary="Party committee approval (党委常委会审定)")
+    @r.post("/plans/{plan_id}/report", summary="Extension: a village 开单 list reported to the county (004)")
+    async def report_plan(plan_id: str, body: ReportIn) -> dict[str, Any]:
+        await run(app.report_plan, plan_id, body.compiled_by, body.reported_to)
+        return plan_out(await run(app.get, Plan, plan_id))
+
+    @r.post("/plans/{plan_id}/approval",
+            summary="The deciding body's approval: government leaders, the Party committee, or the Party "
+                    "organisation of a 有事好商量 room")
     async def approve_plan(plan_id: str, body: ApprovalIn) -> dict[str, Any]:
         await run(app.approve_plan, plan_id, body.approved_by)
         return plan_out(await run(app.get, Plan, plan_id))
@@ -169,9 +187,13 @@ def routes(service: Service) -> APIRouter:
     async def government_catalogue(year: Annotated[int, Path(ge=2000, le=2100)]) -> dict[str, Any]:
         return await run(q.government_catalogue, views, year)
 
-    @r.get("/views/awaiting-approval", summary="Party committee office: plans awaiting approval")
+    @r.get("/views/awaiting-approval", summary="Plans their deciding body can decide now")
     async def awaiting_approval() -> list[dict[str, Any]]:
         return await run(q.awaiting_approval, views)
+
+    @r.get("/views/plan-desk", summary="Extension: what waits on each body: decide, review, report, publish")
+    async def plan_desk() -> dict[str, Any]:
+        return await run(q.plan_desk, views)
 
     @r.get("/views/topic-pipeline", summary="CPPCC office: topics by source and status")
     async def topic_pipeline() -> dict[str, Any]:

@@ -101,8 +101,20 @@ class CatalogApplication(ServiceApplication):
         self.save(plan)
 
     def publish_plan(self, plan_id: str, published_by: str | None) -> None:
+        """Published with its items as the public reads them, so a department that reads
+        only the outcome topic knows the plan (topic title, form, month, lead department)."""
         plan = self.get(Plan, plan_id)
-        plan.publish(published_by)
+        entries = [*plan.items, *plan.amendments]
+        items = [{"topic_id": i["topic_id"], "title": self.get(Topic, i["topic_id"]).title, "form": i["form"],
+                  "scheduled_month": i["scheduled_month"], "lead_department": i["lead_department"],
+                  "participant_scope": i.get("participant_scope"), "by_amendment": "reason" in i}
+                 for i in entries]
+        plan.publish(published_by, items)
+        self.save(plan)
+
+    def report_plan(self, plan_id: str, compiled_by: str, reported_to: str) -> None:
+        plan = self.get(Plan, plan_id)
+        plan.report(compiled_by, reported_to, self.clock.today().isoformat())
         self.save(plan)
 
     def amend_plan(self, plan_id: str, topic_id: str, reason: str | None, approved_by: str, **item: Any) -> int:

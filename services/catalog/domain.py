@@ -12,7 +12,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import Refused, require_reason, stable_names
-from shared.forms import ContentType
+from shared.forms import ContentType, check_form
 
 
 class Source(StrEnum):
@@ -31,6 +31,9 @@ class Source(StrEnum):
     public_solicitation = "public_solicitation"  # 向社会公开征集
     grassroots = "grassroots"  # 基层"开单"
     proposal = "proposal"  # 提案转化
+    member_group = "member_group"  # 委员小组 (001 §7)
+    joint_meeting = "joint_meeting"  # 党政办公室主任联席会议 (001 §7)
+    department = "department"  # 县直部门 (001 §13–§14)
 
 
 class ProposerKind(StrEnum):
@@ -41,9 +44,29 @@ class ProposerKind(StrEnum):
 
 
 class PlanKind(StrEnum):
-    government = "government"  # 政府协商事项目录
-    cppcc = "cppcc"  # 政协年度协商计划
-    grassroots = "grassroots"  # 村(社区)议事内容清单
+    """Whose list it is: each body runs its consultation by its own rules (domain step 11)."""
+
+    government = "government"  # 政府协商事项目录 (002 第七条(一)): decided by the government's leaders
+    cppcc = "cppcc"  # 政协年度协商计划 (001 §9): chair meeting reviews, Party committee decides
+    cppcc_room = "cppcc_room"  # "有事好商量"协商议事室 (003): the Party organisation at its level decides
+    village = "village"  # 说事平台开单清单 (004): compiled by the township, reported to the county
+
+    @classmethod
+    def _missing_(cls, value: object) -> PlanKind | None:
+        # "grassroots" was the one name of both grassroots lists; what it meant is the 开单 list.
+        return cls.village if value == "grassroots" else None
+
+
+#: The Party organisation (党组织) and the township compile what the two grassroots lists hold.
+GRASSROOTS = frozenset({PlanKind.cppcc_room, PlanKind.village})
+
+#: Who decides each kind of plan, in the words its refusals use.
+DECIDED_BY = {
+    PlanKind.government: "the government's leaders (市政府领导审定, 002 第七条(一))",
+    PlanKind.cppcc: "the Party committee (党委常委会), after the CPPCC chair meeting's review (001 §9)",
+    PlanKind.cppcc_room: "the Party organisation at the room's level (同级党组织, 003 二(三))",
+    PlanKind.village: "no one: the township compiles it and reports it to the county government office (004)",
+}
 
 
 C = ContentType
@@ -53,32 +76,40 @@ SCOPE: dict[PlanKind, frozenset[ContentType]] = {
     # public resources and projects, reform plans, livelihood matters, other important matters.
     PlanKind.government: frozenset(
         {C.work_report, C.development_plan, C.budget, C.major_decision, C.regulation,
-         C.public_resources, C.reform, C.livelihood, C.other}
+         C.public_resources, C.reform, C.livelihood, C.normative_document, C.major_public_policy, C.other}
     ),
     # 001 §4–§6: Party and government decisions, reports, plans, reforms, regulations,
     # livelihood questions, and the CPPCC's own affairs and membership (§5).
     PlanKind.cppcc: frozenset(
-        {C.party_policy, C.work_report, C.development_plan, C.budget, C.major_decision,
-         C.regulation, C.public_resources, C.reform, C.livelihood, C.personnel,
-         C.cppcc_affairs, C.other}
+        {C.party_policy, C.party_documents, C.work_report, C.development_plan, C.budget,
+         C.major_decision, C.regulation, C.public_resources, C.reform, C.livelihood, C.personnel,
+         C.cppcc_affairs, C.normative_document, C.major_public_policy, C.other}
     ),
+    # 003 二(三): a room takes the matters of its town, community or enterprise that the
+    # people care about; Party policy, and what the law already fixes, are not its business.
+    PlanKind.cppcc_room: frozenset(ContentType)
+    - {C.party_policy, C.party_documents, C.fixed_by_law, C.personnel, C.cppcc_affairs},
     # 004 三(二)1: everything except the three excluded kinds below.
-    PlanKind.grassroots: frozenset(ContentType)
-    - {C.party_policy, C.fixed_by_law, C.beyond_self_government},
+    PlanKind.village: frozenset(ContentType)
+    - {C.party_policy, C.party_documents, C.fixed_by_law, C.beyond_self_government},
 }
 
 _OUT_OF_SCOPE_WHY = {
-    (PlanKind.grassroots, C.party_policy): "a grassroots list may not take matters of Party "
-    "policy (党的大政方针) — 004 三(二)1",
-    (PlanKind.grassroots, C.fixed_by_law): "a grassroots list may not take matters already "
+    (PlanKind.village, C.party_policy): "a village list (开单) may not take matters of Party "
+    "policy (党的方针政策) — 004 三(二)1",
+    (PlanKind.village, C.party_documents): "a village list (开单) may not take matters of Party "
+    "policy (党的方针政策) — 004 三(二)1",
+    (PlanKind.village, C.fixed_by_law): "a village list (开单) may not take matters already "
     "fixed by law or regulation (法律法规有明文规定) — 004 三(二)1",
-    (PlanKind.grassroots, C.beyond_self_government): "a grassroots list may not take matters "
+    (PlanKind.village, C.beyond_self_government): "a village list (开单) may not take matters "
     "beyond village self-government (超出村民自治范围) — 004 三(二)1",
 }
 _SCOPE_SOURCE = {
     PlanKind.government: "the government consultation catalogue covers the matters of "
     "000 三 and 002 第五条",
     PlanKind.cppcc: "the CPPCC consultation plan covers the matters of 001 §4–§5",
+    PlanKind.cppcc_room: "a 有事好商量 room takes the local matters people care about (003 二(三)), "
+    "not Party policy, personnel, CPPCC affairs or what the law fixes",
 }
 
 
@@ -171,16 +202,21 @@ class Topic(Aggregate):
         "PlanReviewed": "reviewed_by",
         "PlanItemAdded": "added_by",
         "PlanApproved": "approved_by",
+        "PlanReported": "compiled_by",
         "PlanPublished": "published_by",
         "PlanAmended": "approved_by",
     },
 )
 class Plan(Aggregate):
-    """An annual consultation plan or government consultation catalogue.
+    """An annual consultation plan, a government consultation catalogue, or a grassroots list.
 
-    Path: draft → (CPPCC plans: reviewed by the chair meeting 主席会议) → approved by
-    the Party committee (党委常委会) → published to society (向社会公布). After
-    approval the plan changes only by a recorded amendment (临时增加, 001 §9).
+    Each kind runs its own path (domain step 11):
+    - government (政府协商事项目录): draft → decided by the government's leaders → published (required);
+    - cppcc (政协年度协商计划): draft → reviewed by the chair meeting (主席会议) → decided by the
+      Party committee (党委常委会) → published as appropriate (视情);
+    - cppcc_room (有事好商量): draft → decided by the Party organisation at its level;
+    - village (说事开单): compiled by the township → reported to the county government office.
+    After that the plan changes only by a recorded amendment (临时增加, 001 §9).
     """
 
     @event("PlanDrafted")
@@ -193,14 +229,21 @@ class Plan(Aggregate):
         self.amendments: list[dict[str, Any]] = []
         self.reviewed_by: str | None = None
         self.approved_by: str | None = None
+        self.reported: dict[str, Any] | None = None
+
+    @property
+    def in_force(self) -> bool:
+        """Decided (or, for a village list, reported): its topics may be consulted on."""
+        return self.status in ("approved", "reported", "published")
 
     @property
     def topic_ids(self) -> set[str]:
         return {i["topic_id"] for i in self.items} | {a["topic_id"] for a in self.amendments}
 
-    def _check_new_topic(self, topic: Topic) -> None:
+    def _check_new_topic(self, topic: Topic, form: str) -> None:
         topic.require_accepted()
         check_scope(self.kind, topic.content_type, topic.title)
+        check_form(self.kind, form)
         if str(topic.id) in self.topic_ids:
             raise Refused(
                 f"Topic '{topic.title}' is already in this plan; a topic appears once per plan.",
@@ -214,8 +257,13 @@ class Plan(Aggregate):
                 "Use an amendment with a reason and approver.",
                 rule="plan_not_draft",
             )
-        self._check_new_topic(topic)
-        self._add_item(topic_id=str(topic.id), **item)
+        self._check_new_topic(topic, item["form"])
+        month = item["scheduled_month"]
+        if not month.startswith(f"{self.year}-"):
+            raise Refused(f"This is the {self.year} plan; an item's month ({month}) lies in {self.year}.",
+                          rule="month_outside_year")
+        # An item added after the chair meeting's review sends the plan back to it (001 §9).
+        self._add_item(topic_id=str(topic.id), review_withdrawn=self.status == "reviewed", **item)
 
     @event("PlanItemAdded")
     def _add_item(
@@ -227,18 +275,22 @@ class Plan(Aggregate):
         participant_scope: str,
         internal_note: str | None = None,
         added_by: str | None = None,
+        review_withdrawn: bool = False,
     ) -> None:
         self.items.append(
             {"topic_id": topic_id, "form": form, "lead_department": lead_department,
              "scheduled_month": scheduled_month, "participant_scope": participant_scope,
              "internal_note": internal_note}
         )
+        if review_withdrawn:
+            self.status = "draft"
+            self.reviewed_by = None
 
     def review(self, reviewed_by: str) -> None:
         if self.kind is not PlanKind.cppcc:
             raise Refused(
                 "Only CPPCC plans are reviewed by the chair meeting (主席会议); "
-                f"this is a {self.kind} plan.",
+                f"this {self.kind} plan is decided by {DECIDED_BY[self.kind]}.",
                 rule="review_not_applicable",
             )
         if self.status != "draft":
@@ -256,7 +308,13 @@ class Plan(Aggregate):
             raise Refused(f"An empty plan cannot be {what}: add at least one item first.", rule="plan_empty")
 
     def approve(self, approved_by: str) -> None:
-        if self.status in ("approved", "published"):
+        if self.kind is PlanKind.village:
+            raise Refused(
+                "A village's 开单 list is not approved: the township compiles it and reports it to the "
+                "county government office (004). Record the report instead.",
+                rule="approval_not_applicable",
+            )
+        if self.in_force:
             raise Refused(f"This plan is already {self.status}.", rule="already_approved")
         self._require_items("approved")
         if self.kind is PlanKind.cppcc and self.status != "reviewed":
@@ -265,36 +323,53 @@ class Plan(Aggregate):
                 "(主席会议) has reviewed it (001 §9).",
                 rule="review_required",
             )
-        self._approve(approved_by=approved_by)
+        self._approve(approved_by=approved_by, decided_by=DECIDED_BY[self.kind])
 
     @event("PlanApproved")
-    def _approve(self, approved_by: str) -> None:
+    def _approve(self, approved_by: str, decided_by: str | None = None) -> None:
         self.status = "approved"
         self.approved_by = approved_by
 
-    def publish(self, published_by: str | None) -> None:
+    def report(self, compiled_by: str, reported_to: str, today: str) -> None:
+        """A village list (开单): compiled by the township, reported to the county (004)."""
+        if self.kind is not PlanKind.village:
+            raise Refused(f"Only a village's 开单 list is reported rather than approved; this {self.kind} "
+                          f"plan is decided by {DECIDED_BY[self.kind]}.", rule="report_not_applicable")
+        if self.status != "draft":
+            raise Refused(f"This list is already {self.status}.", rule="already_reported")
+        self._require_items("reported")
+        self._report(compiled_by=compiled_by, reported_to=reported_to, reported_on=today)
+
+    @event("PlanReported")
+    def _report(self, compiled_by: str, reported_to: str, reported_on: str) -> None:
+        self.status = "reported"
+        self.reported = {"compiled_by": compiled_by, "reported_to": reported_to, "reported_on": reported_on}
+
+    def publish(self, published_by: str | None, items: list[dict[str, Any]]) -> None:
+        """``items``: the plan's items as the public reads them (topic title, form, month, lead)."""
         if self.status == "published":
             raise Refused("This plan is already published.", rule="already_published")
-        if self.status != "approved":
+        if not self.in_force:
             raise Refused(
-                "Only a plan approved by the Party committee (党委审定) can be published to society.",
+                f"Only a plan in force can be published to society; this one awaits "
+                f"{DECIDED_BY[self.kind]}.",
                 rule="plan_not_approved",
             )
-        self._publish(published_by=published_by)
+        self._publish(published_by=published_by, items=items)
 
     @event("PlanPublished")
-    def _publish(self, published_by: str | None) -> None:
+    def _publish(self, published_by: str | None, items: list[dict[str, Any]] | None = None) -> None:
         self.status = "published"
 
     def amend(self, topic: Topic, reason: str | None, approved_by: str, **item: Any) -> None:
-        if self.status not in ("approved", "published"):
+        if not self.in_force:
             raise Refused(
-                f"This plan is {self.status}; amendments apply to approved plans only — "
+                f"This plan is {self.status}; amendments apply to plans in force only — "
                 "add items to a draft directly.",
                 rule="plan_not_approved",
             )
         reason = require_reason(reason, "Amending an approved plan")
-        self._check_new_topic(topic)
+        self._check_new_topic(topic, item["form"])
         self._amend(topic_id=str(topic.id), reason=reason, approved_by=approved_by, **item)
 
     @event("PlanAmended")

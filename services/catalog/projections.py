@@ -14,6 +14,8 @@ from shared.envelope import CloudEvent
 from shared.projection import ViewProjection
 from shared.stores import ViewStore, ViewTransaction
 
+from services.catalog.domain import DECIDED_BY, PlanKind
+
 _ITEM_FIELDS = ("topic_id", "form", "lead_department", "scheduled_month", "participant_scope")
 
 
@@ -45,7 +47,7 @@ class CatalogViews(ViewProjection):
     # -- plans -----------------------------------------------------------------
     def on_PlanDrafted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         txn.put("plan", e.subject, {
-            "id": e.subject, "year": d["year"], "kind": d["kind"], "issuer": d["issuer"],
+            "id": e.subject, "year": d["year"], "kind": PlanKind(d["kind"]).value, "issuer": d["issuer"],
             "status": "draft", "drafted_at": e.time.isoformat(), "items": [], "amendments": [],
             "reviewed_by": None, "approved_by": None, "approved_at": None, "published_at": None,
         })
@@ -73,6 +75,8 @@ class CatalogViews(ViewProjection):
         plan = self._plan(e, txn)
         topic = self._link_topic(txn, d["topic_id"], plan)
         plan["items"].append({**self._item(d, topic, e), "internal_note": d.get("internal_note")})
+        if d.get("review_withdrawn"):
+            plan.update(status="draft", reviewed_by=None)
         txn.put("plan", e.subject, plan)
 
     def on_PlanReviewed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
@@ -83,6 +87,11 @@ class CatalogViews(ViewProjection):
     def on_PlanApproved(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         plan = self._plan(e, txn)
         plan.update(status="approved", approved_by=d["approved_by"], approved_at=e.time.isoformat())
+        txn.put("plan", e.subject, plan)
+
+    def on_PlanReported(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        plan = self._plan(e, txn)
+        plan.update(status="reported", reported={k: d[k] for k in ("compiled_by", "reported_to", "reported_on")})
         txn.put("plan", e.subject, plan)
 
     def on_PlanPublished(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
@@ -113,14 +122,23 @@ def government_catalogue(views: ViewStore, year: int) -> dict[str, Any]:
 
 
 def awaiting_approval(views: ViewStore) -> list[dict[str, Any]]:
-    """Plans the Party committee can decide now: non-empty, and reviewed if CPPCC."""
-    ready = []
-    for plan in views.list("plan"):
-        if plan["status"] == "reviewed" or (
-            plan["status"] == "draft" and plan["kind"] != "cppcc" and plan["items"]
-        ):
-            ready.append(plan)
-    return sorted(ready, key=lambda p: (p["year"], p["drafted_at"]))
+    """Plans their deciding body can decide now: non-empty, and reviewed if CPPCC."""
+    return plan_desk(views)["to_decide"]
+
+
+def plan_desk(views: ViewStore) -> dict[str, Any]:
+    """What waits on each body: decisions (government leaders, the Party committee, a room's Party
+    organisation), the chair meeting's reviews, village lists to report, and government
+    catalogues decided but not yet published (publication is required, 000 三, 002 第七条(一))."""
+    plans = sorted(views.list("plan"), key=lambda p: (p["year"], p["drafted_at"]))
+    ready = [p for p in plans if p["status"] == "reviewed" or (
+        p["status"] == "draft" and p["kind"] in ("government", "cppcc_room") and p["items"])]
+    return {
+        "to_decide": [{**p, "decided_by": DECIDED_BY[PlanKind(p["kind"])]} for p in ready],
+        "to_review": [p for p in plans if p["kind"] == "cppcc" and p["status"] == "draft" and p["items"]],
+        "to_report": [p for p in plans if p["kind"] == "village" and p["status"] == "draft" and p["items"]],
+        "to_publish": [p for p in plans if p["kind"] == "government" and p["status"] == "approved"],
+    }
 
 
 def topic_pipeline(views: ViewStore) -> dict[str, Any]:
@@ -138,7 +156,7 @@ def topic_pipeline(views: ViewStore) -> dict[str, Any]:
 def department_schedule(views: ViewStore, department: str) -> list[dict[str, Any]]:
     rows = []
     for plan in views.list("plan"):
-        if plan["status"] not in ("approved", "published"):
+        if plan["status"] not in ("approved", "reported", "published"):
             continue
         for item in _scheduled(plan):
             if item["lead_department"] == department:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter
@@ -28,6 +28,15 @@ MAX_BODIES = 50
 MAX_OPINIONS = 1_000
 
 
+class UnplannedIn(Command):
+    """A topic not in the year's plan that truly needs consultation (001 §9; 000 四)."""
+
+    reason: Text
+    decided_by: Name = Field(description="the body that decided to consult on it")
+    kind: Literal["government", "cppcc", "cppcc_room", "village"] = Field(
+        description="whose consultation it is: its rules (notice, deadlines, research) follow")
+
+
 class ScheduleIn(Command):
     topic_id: UUID
     form: Form
@@ -37,6 +46,11 @@ class ScheduleIn(Command):
     host: Name
     form_change_reason: Text | None = Field(
         None, description="required when the form differs from the plan's")
+    unplanned: UnplannedIn | None = Field(None, description="the unplanned path, with its reason")
+    date_change_reason: Text | None = Field(None, description="required when the date is outside the "
+                                            "plan item's month")
+    lead_department_change_reason: Text | None = Field(None, description="required when the lead "
+                                                       "department is not the plan item's")
 
 
 class RescheduleIn(Command):
@@ -123,6 +137,7 @@ class ExemptionIn(Command):
     department: Name
     decided_on: Day
     topic_id: UUID | None = None
+    urgency: Text = Field(description="why the decision must be taken at once (需立即做出决策决定, 002 第十四条)")
 
 
 class NoticeOut(BaseModel):
@@ -132,6 +147,8 @@ class NoticeOut(BaseModel):
     provisional: bool
     years_without_data: list[int]
     materials: list[str]
+    recorded_on: date | None = None
+    recorded_late: bool = Field(False, description="entered more than 2 working days after served_on")
 
 
 def session_out(s: Session) -> dict[str, Any]:
@@ -140,8 +157,10 @@ def session_out(s: Session) -> dict[str, Any]:
         "status": s.status, "scheduled_for": s.scheduled_for, "lead_department": s.lead_department,
         "host": s.host, "plan_ids": s.plan_ids, "planned_forms": s.planned_forms,
         "form_change_reason": s.form_change_reason, "grassroots_room": s.grassroots_room,
+        "body": s.body, "unplanned": s.unplanned, "date_change_reason": s.date_change_reason,
+        "lead_department_change_reason": s.lead_department_change_reason,
         "research_required": s.research_required, "participants": s.participants,
-        "research": s.research, "notice": s.notice, "held": s.held,
+        "research": s.research, "notice": s.notice, "earlier_notices": s.notices, "held": s.held,
         "due": {"notice_by": s.notice_by, **s.deadlines},
         "opinion": s.opinion, "report": s.report, "instructions": s.instructions,
         "cancellation": s.cancellation, "version": s.version,
@@ -247,7 +266,7 @@ def routes(service: Service) -> APIRouter:
         e = await run(app.get, Exemption, exemption_id)
         return {"id": str(e.id), "decision": e.decision, "category": e.category, "reason": e.reason,
                 "decided_by": e.decided_by, "department": e.department, "decided_on": e.decided_on,
-                "topic_id": e.topic_id}
+                "topic_id": e.topic_id, "urgency": e.urgency}
 
     # -- views -------------------------------------------------------------------
     @r.get("/views/planned-topics/{topic_id}",

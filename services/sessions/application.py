@@ -85,7 +85,7 @@ class SessionsApplication(ServiceApplication):
 
     def invite(self, session_id: str, participants: list[dict[str, Any]], invited_by: str | None) -> None:
         session = self.get(Session, session_id)
-        session.invite(participants, invited_by)
+        session.invite(participants, invited_by, self.clock.today())
         self.save(session)
 
     def file_research(self, session_id: str, summary: str, filed_by: str) -> None:
@@ -96,7 +96,7 @@ class SessionsApplication(ServiceApplication):
     def serve_notice(self, session_id: str, served_on: date, materials: list[str],
                      served_by: str | None) -> dict[str, Any]:
         session = self.get(Session, session_id)
-        session.serve_notice(served_on, materials, served_by, self.calendar)
+        session.serve_notice(served_on, materials, served_by, self.calendar, self.clock.today())
         self.save(session)
         assert session.notice is not None
         return session.notice
@@ -108,7 +108,7 @@ class SessionsApplication(ServiceApplication):
 
     def form_opinion(self, session_id: str, summary: str, formed_by: str) -> None:
         session = self.get(Session, session_id)
-        session.form_opinion(summary, formed_by, self.clock.today())
+        session.form_opinion(summary, formed_by, self.clock.today(), self.calendar)
         self.save(session)
 
     def compile_report(self, session_id: str, summary: str, compiled_by: str, opinion_ids: list[str],

@@ -9,7 +9,7 @@ Sources: domain steps 4–8; 000 四–五; 001 §10–§19; 002 第六条–第
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import uuid4
@@ -17,7 +17,7 @@ from uuid import uuid4
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import Refused, require_reason, stable_names
-from shared.forms import Form
+from shared.forms import FORMS_BY_PLAN_KIND, Form, check_form
 from shared.workdays import WorkingCalendar
 
 #: Notice and materials reach participants at least this many working days before (002 第七条(二)).
@@ -26,12 +26,42 @@ NOTICE_WORKING_DAYS = 15
 #: session; the office's report is due the same number of working days later (002 第七条(四)).
 OPINION_WORKING_DAYS = 5
 REPORT_WORKING_DAYS = 5
+#: A notice recorded more than this many working days after its stated date is flagged "recorded late".
+RECORDED_LATE_AFTER = 2
+#: Who compiles the report and answers for it when it is late (政府办公室, 002 第七条(四)).
+REPORT_OFFICE = "government_office"
 
-#: "不调研不协商" (003 二(五)): these forms are not held without a filed research report.
-RESEARCH_REQUIRED = frozenset(
-    {Form.thematic_consultation, Form.standing_committee_deliberation,
-     Form.quarterly_symposium, Form.grassroots_meeting}
-)
+#: "会前…开展专题调研" (001 分工 10(1), 11(1)): a CPPCC thematic consultation and quarterly
+#: symposium are not held without research; every consultation of a 有事好商量 room is not
+#: either ("不调研不协商", 003 二(五)). The seeds ask it of no other form or body.
+CPPCC_RESEARCH_FORMS = frozenset({Form.thematic_consultation, Form.quarterly_symposium})
+
+#: The body whose rules a session runs by, when its topic is in plans of several kinds.
+BODY_ORDER = ("government", "cppcc", "cppcc_room", "village")
+#: Whose follow-up the implementation of leaders' instructions is copied to: the CPPCC office
+#: for CPPCC outcomes (001 §19), the government office (督办, 002 第十三条) otherwise.
+COPIED_TO = {"cppcc": "cppcc_office", "cppcc_room": "cppcc_office", "government": "government_office",
+             "village": "government_office"}
+
+
+def _deviation(actual: str, planned: set[str], reason: str | None, rule: str, words: str) -> str | None:
+    """A session keeps to its plan item (month, lead department) or says why it does not."""
+    if not planned or actual in planned:
+        return None
+    reason = (reason or "").strip() or None
+    if reason is None:
+        raise Refused(words.format(planned=", ".join(sorted(planned))), rule=rule)
+    return reason
+
+
+def body_of(plan_kinds: list[str], form: str) -> str:
+    """The body a session runs by: the first kind, government first, whose forms include it."""
+    kinds = ["village" if k == "grassroots" else k for k in plan_kinds]
+    for kind in BODY_ORDER:
+        if kind in kinds and Form(form) in FORMS_BY_PLAN_KIND[kind]:
+            return kind
+    check_form(next(k for k in BODY_ORDER if k in kinds), form)  # refuses, naming the forms
+    raise AssertionError("unreachable")
 
 
 class Role(StrEnum):
@@ -48,6 +78,12 @@ class Role(StrEnum):
     stakeholder = "stakeholder"  # 利益相关方
     public_representative = "public_representative"  # 群众代表
     department = "department"  # 政府部门
+    party_congress_deputy = "party_congress_deputy"  # 党代表
+    retired_cadre = "retired_cadre"  # 离退休老干部 (000 四(一) 形势通报会)
+    press = "press"  # 新闻媒体
+    united_front_department = "united_front_department"  # 统战部门
+    mediator = "mediator"  # 解事员 (004)
+    grid_cadre = "grid_cadre"  # 网格员、村(社区)干部 (004)
 
 
 class Step(StrEnum):
@@ -64,6 +100,7 @@ class ExemptionCategory(StrEnum):
     public_safety = "public_safety"  # 公众安全
     economic_social_security = "economic_social_security"  # 经济社会安全
     superior_requirement = "superior_requirement"  # 上级要求需立即做出决策决定
+    not_public_by_law = "not_public_by_law"  # 依法不予公开
 
 
 _STEP_WORDS = {Step.opinion: "consultation opinion (协商意见)", Step.report: "consultation report (协商报告)"}
@@ -121,28 +158,57 @@ class Session(Aggregate):
         host: str,
         calendar: WorkingCalendar,
         form_change_reason: str | None = None,
+        unplanned: dict[str, Any] | None = None,
+        date_change_reason: str | None = None,
+        lead_department_change_reason: str | None = None,
     ) -> Session:
-        """Schedule a session for a topic the approved plans hold (``planned``: their items)."""
-        if not planned:
-            raise Refused(
-                f"Topic {topic_id} is not in an approved plan (directly or by amendment), so no "
-                "session can be scheduled for it. The plan must be approved by the Party committee "
-                "first, or amended with a reason. (Sessions learns approvals from the catalog's "
-                "published events; an approval made moments ago may need a few seconds.)",
-                rule="topic_not_planned",
-            )
+        """Schedule a session for a topic the plans in force hold (``planned``: their items), or,
+        with ``unplanned`` (reason, deciding body, kind), one not in the year's plan (001 §9)."""
         form = Form(form)
-        planned_forms = sorted({p["form"] for p in planned})
-        reason = (form_change_reason or "").strip() or None
-        if form not in planned_forms:
-            if reason is None:
-                raise Refused(
-                    f"The plan sets the form of this topic as {', '.join(planned_forms)}, not "
-                    f"'{form}'. Hold it in the planned form, or give form_change_reason to change it.",
-                    rule="form_not_planned",
-                )
+        if unplanned is not None:
+            if planned:
+                raise Refused(f"Topic {topic_id} is in a plan in force; schedule it as planned.",
+                              rule="topic_is_planned")
+            unplanned = {"reason": require_reason(unplanned.get("reason"), "Consulting on a topic outside "
+                                                  "the plan (由政协采取适当形式适时进行协商, 001 §9)"),
+                         "decided_by": unplanned["decided_by"], "kind": unplanned["kind"]}
+            kinds = [unplanned["kind"]]
+            check_form(unplanned["kind"], form)
+            planned_forms: list[str] = []
+            reason = None
         else:
-            reason = None  # the planned form needs no justification
+            if not planned:
+                raise Refused(
+                    f"Topic {topic_id} is not in a plan in force (directly or by amendment), so no "
+                    "session can be scheduled for it. The plan must be decided by its body first, or "
+                    "amended with a reason; or take the unplanned path with its reason and the deciding "
+                    "body (001 §9). (Sessions learns plans from the catalog's published events; a "
+                    "decision made moments ago may need a few seconds.)",
+                    rule="topic_not_planned",
+                )
+            kinds = sorted({p["plan_kind"] for p in planned})
+            planned_forms = sorted({p["form"] for p in planned})
+            reason = (form_change_reason or "").strip() or None
+            if form not in planned_forms:
+                if reason is None:
+                    raise Refused(
+                        f"The plan sets the form of this topic as {', '.join(planned_forms)}, not "
+                        f"'{form}'. Hold it in the planned form, or give form_change_reason to change it.",
+                        rule="form_not_planned",
+                    )
+            else:
+                reason = None  # the planned form needs no justification
+        date_reason = _deviation(
+            scheduled_for.strftime("%Y-%m"), {p.get("scheduled_month") for p in planned} - {None},
+            date_change_reason, "date_outside_month",
+            f"The plan schedules this topic for {{planned}}, not {scheduled_for:%Y-%m}. Hold it in the "
+            "planned month, or give date_change_reason.")
+        lead_reason = _deviation(
+            lead_department, {p.get("lead_department") for p in planned} - {None},
+            lead_department_change_reason, "lead_department_not_planned",
+            f"The plan names {{planned}} to lead this topic, not {lead_department}. Keep the plan's lead "
+            "department, or give lead_department_change_reason.")
+        body = body_of(kinds, form)
         notice_by = calendar.latest_notice_day(scheduled_for, NOTICE_WORKING_DAYS)
         return cls(
             topic_id=topic_id,
@@ -152,14 +218,17 @@ class Session(Aggregate):
             lead_department=lead_department,
             host=host,
             plan_ids=sorted({p["plan_id"] for p in planned}),
-            plan_kinds=sorted({p["plan_kind"] for p in planned}),
+            plan_kinds=kinds,
             planned_forms=planned_forms,
             form_change_reason=reason,
-            grassroots_room=form is Form.grassroots_meeting
-            or any(p["plan_kind"] == "grassroots" for p in planned),
-            research_required=form in RESEARCH_REQUIRED,
+            grassroots_room=body == "cppcc_room",
+            research_required=body == "cppcc_room" or (body == "cppcc" and form in CPPCC_RESEARCH_FORMS),
             notice_by=notice_by.due.isoformat(),
             notice_by_provisional=notice_by.provisional,
+            body=body,
+            unplanned=unplanned,
+            date_change_reason=date_reason,
+            lead_department_change_reason=lead_reason,
         )
 
     @event("SessionScheduled")
@@ -179,8 +248,14 @@ class Session(Aggregate):
         research_required: bool,
         notice_by: str,
         notice_by_provisional: bool,
+        body: str | None = None,
+        unplanned: dict[str, Any] | None = None,
+        date_change_reason: str | None = None,
+        lead_department_change_reason: str | None = None,
     ):
         self.topic_id = topic_id
+        self.date_change_reason = date_change_reason
+        self.lead_department_change_reason = lead_department_change_reason
         self.form = form
         self.title = title
         self.scheduled_for = scheduled_for
@@ -193,16 +268,27 @@ class Session(Aggregate):
         self.grassroots_room = grassroots_room
         self.research_required = research_required
         self.notice_by = {"date": notice_by, "provisional": notice_by_provisional}
+        #: Whose rules it runs by; sessions stored before bodies were told apart ran by the
+        #: government's (the 15-day notice and the 5 + 5 days for every session).
+        self.body = body or "government"
+        self.unplanned = unplanned
         self.status = "scheduled"
         self.participants: list[dict[str, Any]] = []
         self.research: dict[str, Any] | None = None
         self.notice: dict[str, Any] | None = None
+        #: Notices served for dates the session was moved from (改期).
+        self.notices: list[dict[str, Any]] = []
         self.held: dict[str, Any] | None = None
         self.deadlines: dict[str, dict[str, Any]] = {}
         self.opinion: dict[str, Any] | None = None
         self.report: dict[str, Any] | None = None
         self.instructions: list[dict[str, Any]] = []
         self.cancellation: dict[str, Any] | None = None
+
+    @property
+    def government(self) -> bool:
+        """Government consultation (政府协商): the 15-day notice and the 5 + 5 days apply (002 第七条)."""
+        return self.body == "government"
 
     # -- before the session ------------------------------------------------------
     def _refuse_if_cancelled(self) -> None:
@@ -226,13 +312,17 @@ class Session(Aggregate):
         notice_by = calendar.latest_notice_day(scheduled_for, NOTICE_WORKING_DAYS)
         self._reschedule(scheduled_for=scheduled_for.isoformat(), previous=self.scheduled_for,
                          reason=reason, decided_by=decided_by, notice_by=notice_by.due.isoformat(),
-                         notice_by_provisional=notice_by.provisional)
+                         notice_by_provisional=notice_by.provisional, notice_withdrawn=self.notice is not None)
 
     @event("SessionRescheduled")
     def _reschedule(self, scheduled_for: str, previous: str, reason: str, decided_by: str,
-                    notice_by: str, notice_by_provisional: bool) -> None:
+                    notice_by: str, notice_by_provisional: bool, notice_withdrawn: bool = False) -> None:
         self.scheduled_for = scheduled_for
         self.notice_by = {"date": notice_by, "provisional": notice_by_provisional}
+        if notice_withdrawn:
+            # A new notice is served, and counted, for the new date.
+            self.notices.append(self.notice)
+            self.notice = None
 
     def cancel(self, reason: str | None, decided_by: str) -> None:
         self._before_held("cancelling")
@@ -243,7 +333,7 @@ class Session(Aggregate):
         self.status = "cancelled"
         self.cancellation = {"reason": reason, "decided_by": decided_by}
 
-    def invite(self, participants: list[dict[str, Any]], invited_by: str | None) -> None:
+    def invite(self, participants: list[dict[str, Any]], invited_by: str | None, today: date) -> None:
         self._before_held("inviting participants")
         if self.grassroots_room:
             unvetted = [p["name"] for p in participants if not p.get("vetted")]
@@ -260,11 +350,15 @@ class Session(Aggregate):
                 for p in participants
             ],
             invited_by=invited_by,
+            invited_on=today.isoformat(),
         )
 
     @event("ParticipantsInvited")
-    def _invite(self, participants: list[dict[str, Any]], invited_by: str | None) -> None:
-        self.participants.extend(participants)
+    def _invite(self, participants: list[dict[str, Any]], invited_by: str | None,
+                invited_on: str | None = None) -> None:
+        """Invited after the notice, a participant is notified on the day invited: the notice
+        period is counted per participant (participants stored before had no date: the notice's)."""
+        self.participants.extend({**p, "invited_on": invited_on} for p in participants)
 
     def file_research(self, summary: str, filed_by: str, today: date) -> None:
         self._before_held("research (调研)")
@@ -275,20 +369,27 @@ class Session(Aggregate):
         self.research = {"summary": summary, "filed_by": filed_by, "filed_on": filed_on}
 
     def serve_notice(
-        self, served_on: date, materials: list[str], served_by: str | None, calendar: WorkingCalendar
+        self, served_on: date, materials: list[str], served_by: str | None, calendar: WorkingCalendar,
+        today: date,
     ) -> None:
         self._before_held("serving the notice")
         if self.notice is not None:
             raise Refused(
-                f"The notice was already served on {self.notice['served_on']}; it is served once.",
+                f"The notice was already served on {self.notice['served_on']}; it is served once "
+                "(a new one after the session is moved).",
                 rule="notice_already_served",
             )
         scheduled = date.fromisoformat(self.scheduled_for)
+        if served_on > today:
+            raise Refused(f"A notice is recorded once served; {served_on} is after today ({today}).",
+                          rule="notice_in_future")
         if served_on >= scheduled:
             raise Refused(
                 f"A notice served on {served_on} cannot precede a session scheduled for {scheduled}.",
                 rule="notice_after_session",
             )
+        # Records are often entered after the fact: accepted, but the supervising office sees it.
+        recorded_late = calendar.working_days_between(served_on, today + timedelta(days=1)).value > RECORDED_LATE_AFTER
         count = calendar.working_days_between(served_on, scheduled)
         self._serve_notice(
             served_on=served_on.isoformat(),
@@ -298,6 +399,8 @@ class Session(Aggregate):
             notice_sufficient=count.value >= NOTICE_WORKING_DAYS,
             provisional=count.provisional,
             years_without_data=list(count.years_without_data),
+            recorded_on=today.isoformat(),
+            recorded_late=recorded_late,
         )
 
     @event("NoticeServed")
@@ -310,11 +413,14 @@ class Session(Aggregate):
         notice_sufficient: bool,
         provisional: bool,
         years_without_data: list[int],
+        recorded_on: str | None = None,
+        recorded_late: bool = False,
     ) -> None:
         self.notice = {
             "served_on": served_on, "materials": materials, "served_by": served_by,
             "working_days_before": working_days_before, "notice_sufficient": notice_sufficient,
             "provisional": provisional, "years_without_data": years_without_data,
+            "recorded_on": recorded_on, "recorded_late": recorded_late,
         }
 
     # -- the session -------------------------------------------------------------
@@ -336,6 +442,12 @@ class Session(Aggregate):
                 f"A session cannot be recorded as held on {held_on}, which is after today ({today}).",
                 rule="held_in_future",
             )
+        if self.notice is not None and held_on < date.fromisoformat(self.notice["served_on"]):
+            raise Refused(f"The session cannot be held on {held_on}, before its notice "
+                          f"({self.notice['served_on']}).", rule="held_before_notice")
+        if held_on.isoformat() != self.scheduled_for:
+            raise Refused(f"This session is scheduled for {self.scheduled_for}; to record it held on "
+                          f"{held_on}, reschedule it first (改期, with a reason).", rule="held_on_other_date")
         if self.research_required and self.research is None:
             raise Refused(
                 f"A {self.form} session is not held without research first (不调研不协商, "
@@ -347,12 +459,21 @@ class Session(Aggregate):
             count, provisional = 0, False
             why = "no notice with materials was served"
         else:
+            # Per participant: one invited after the notice was notified on the day invited.
             served = date.fromisoformat(self.notice["served_on"])
-            counted = calendar.working_days_between(served, held_on)
+            notified = [max(served, date.fromisoformat(p["invited_on"])) if p.get("invited_on") else served
+                        for p in self.participants] or [served]
+            latest = max(notified)
+            counted = calendar.working_days_between(latest, held_on)
             count, provisional = counted.value, counted.provisional
-            why = f"the notice of {served} came only {count} working days before {held_on}"
+            short = sum(calendar.working_days_between(n, held_on).value < NOTICE_WORKING_DAYS for n in notified)
+            why = (f"the notice of {served} came only {count} working days before {held_on}" if latest == served
+                   else f"{short} participant(s) invited after the notice, the last on {latest}, had only "
+                        f"{count} working days")
         sufficient = count >= NOTICE_WORKING_DAYS
-        if sufficient:
+        if sufficient or not self.government:
+            # CPPCC sessions provide materials ahead (001 §18), rooms notify ahead (003 二(五)):
+            # the count is recorded, the 15-working-day gate is the government's (002 第七条(二)).
             waiver = None
         elif waiver is None:
             raise Refused(
@@ -371,7 +492,7 @@ class Session(Aggregate):
             working_days_before=count,
             notice_sufficient=sufficient,
             notice_waiver_reason=waiver,
-            deadlines=due_dates(held_on, calendar),
+            deadlines=due_dates(held_on, calendar) if self.government else {},
             count_provisional=provisional,
             public_summary=public_summary,
         )
@@ -413,17 +534,28 @@ class Session(Aggregate):
             raise Refused(f"{what} comes after {needed}; this session is {self.status}.",
                           rule=f"not_{status}")
 
-    def form_opinion(self, summary: str, formed_by: str, today: date) -> None:
+    def form_opinion(self, summary: str, formed_by: str, today: date, calendar: WorkingCalendar) -> None:
         self._require("held", "The consultation opinion (协商意见)", "the session is held")
         if self.opinion is not None:
             raise Refused("The consultation opinion was already formed.", rule="opinion_already_formed")
-        self._form_opinion(summary=summary, formed_by=formed_by, formed_on=today.isoformat())
+        report_due = None
+        if Step.report in self.deadlines:
+            # The office's report is due 5 working days after the opinion was actually formed.
+            d = calendar.add_working_days(today, REPORT_WORKING_DAYS)
+            report_due = {"due": d.due.isoformat(), "provisional": d.provisional,
+                          "years_without_data": list(d.years_without_data)}
+        self._form_opinion(summary=summary, formed_by=formed_by, formed_on=today.isoformat(),
+                           report_due=report_due)
 
     @event("ConsultationOpinionFormed")
-    def _form_opinion(self, summary: str, formed_by: str, formed_on: str) -> None:
+    def _form_opinion(self, summary: str, formed_by: str, formed_on: str,
+                      report_due: dict[str, Any] | None = None) -> None:
         self.status = "opinion_formed"
         self.opinion = {"summary": summary, "formed_by": formed_by, "formed_on": formed_on}
-        self.deadlines[Step.opinion]["met_on"] = formed_on
+        if Step.opinion in self.deadlines:
+            self.deadlines[Step.opinion]["met_on"] = formed_on
+        if report_due is not None:
+            self.deadlines[Step.report] = {**report_due, "met_on": None, "missed_on": None}
 
     def compile_report(self, summary: str, compiled_by: str, opinion_ids: list[str],
                        published: dict[str, str | None], today: date) -> None:
@@ -468,7 +600,8 @@ class Session(Aggregate):
         self.status = "report_submitted"
         assert self.report is not None
         self.report.update(submitted_to=submitted_to, submitted_on=submitted_on, submitted_by=submitted_by)
-        self.deadlines[Step.report]["met_on"] = submitted_on
+        if Step.report in self.deadlines:
+            self.deadlines[Step.report]["met_on"] = submitted_on
 
     def issue_instruction(self, leader: str, text: str, departments: list[str], today: date) -> str:
         self._require("report_submitted", "A leader's instruction (批示)", "the report is submitted")
@@ -499,12 +632,13 @@ class Session(Aggregate):
                 rule="department_not_tasked",
             )
         self._implement(instruction_id=instruction_id, department=department, note=note,
-                        reported_by=reported_by, reported_on=today.isoformat(), copied_to="cppcc_office")
+                        reported_by=reported_by, reported_on=today.isoformat(), copied_to=COPIED_TO[self.body])
 
     @event("ImplementationReported")
     def _implement(self, instruction_id: str, department: str, note: str, reported_by: str | None,
                    reported_on: str, copied_to: str) -> None:
-        """Implementation copied back to the CPPCC office (落实情况抄送政协办公室, 001 §19)."""
+        """Implementation copied to the CPPCC office for CPPCC outcomes (落实情况抄送政协办公室,
+        001 §19), to the government office otherwise (督办)."""
         for instruction in self.instructions:
             if instruction["id"] == instruction_id:
                 instruction["implementation"].append(
@@ -532,6 +666,10 @@ class Session(Aggregate):
         if self.held is None:
             return []
         fresh = due_dates(date.fromisoformat(self.held["held_on"]), calendar)
+        if self.opinion is not None and Step.report in fresh:
+            d = calendar.add_working_days(date.fromisoformat(self.opinion["formed_on"]), REPORT_WORKING_DAYS)
+            fresh[Step.report] = {"due": d.due.isoformat(), "provisional": d.provisional,
+                                  "years_without_data": list(d.years_without_data)}
         confirmed = []
         for step, d in self.deadlines.items():
             if d["provisional"] and not fresh[step]["provisional"] and d["met_on"] is None \
@@ -555,14 +693,16 @@ class Session(Aggregate):
         steps = self.overdue_steps(today, calendar)
         for step in steps:
             d = self.deadlines[step]
+            # The opinion is the lead department's to form; the report is the office's to compile.
             self._missed(step=step.value, due=d["due"], provisional=d["provisional"],
                          detected_on=today.isoformat(), detected_by=detected_by,
-                         what=_STEP_WORDS[step], lead_department=self.lead_department)
+                         what=_STEP_WORDS[step], lead_department=self.lead_department,
+                         responsible=self.lead_department if step is Step.opinion else REPORT_OFFICE)
         return steps
 
     @event("DeadlineMissed")
     def _missed(self, step: str, due: str, provisional: bool, detected_on: str, detected_by: str,
-                what: str, lead_department: str) -> None:
+                what: str, lead_department: str, responsible: str | None = None) -> None:
         self.deadlines[step]["missed_on"] = detected_on
 
 
@@ -575,17 +715,19 @@ class Exemption(Aggregate):
 
     @classmethod
     def record(cls, decision: str, category: str, reason: str | None, decided_by: str,
-               department: str, decided_on: date, topic_id: str | None) -> Exemption:
+               department: str, decided_on: date, topic_id: str | None, urgency: str | None = None) -> Exemption:
+        """``urgency``: why the decision must be taken at once (需立即做出决策决定, 002 第十四条)."""
         return cls(
             decision=decision, category=ExemptionCategory(category).value,
             reason=require_reason(reason, "Deciding without consultation (002 第十四条)"),
             decided_by=decided_by, department=department, decided_on=decided_on.isoformat(),
             topic_id=topic_id,
+            urgency=require_reason(urgency, "Deciding without consultation (需立即做出决策决定, 002 第十四条)"),
         )
 
     @event("EmergencyExemptionRecorded")
     def __init__(self, decision: str, category: str, reason: str, decided_by: str, department: str,
-                 decided_on: str, topic_id: str | None):
+                 decided_on: str, topic_id: str | None, urgency: str | None = None):
         self.decision = decision
         self.category = category
         self.reason = reason
@@ -593,3 +735,5 @@ class Exemption(Aggregate):
         self.department = department
         self.decided_on = decided_on
         self.topic_id = topic_id
+        #: Exemptions recorded before the statement was asked for have none.
+        self.urgency = urgency

@@ -40,7 +40,8 @@ class PlanBook(ViewProjection):
 
     def on_PlanDrafted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         need(d, "kind", "year")
-        txn.put("catalog_plan", e.subject, {"id": e.subject, "kind": d["kind"], "year": d["year"],
+        kind = "village" if d["kind"] == "grassroots" else d["kind"]  # the old name of the 开单 list
+        txn.put("catalog_plan", e.subject, {"id": e.subject, "kind": kind, "year": d["year"],
                                             "status": "draft", "items": []})
 
     def on_PlanItemAdded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
@@ -55,6 +56,8 @@ class PlanBook(ViewProjection):
         txn.put("catalog_plan", e.subject, plan)
         for item in plan["items"]:
             self._planned(txn, plan, item, by_amendment=False)
+
+    on_PlanReported = on_PlanApproved  # a village 开单 list is in force once reported (004)
 
     def on_PlanAmended(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         need(d, "topic_id", "form")
@@ -106,11 +109,14 @@ class SessionViews(ViewProjection):
             "form_change_reason": d.get("form_change_reason"), "status": "scheduled",
             "research_required": d["research_required"], "research_filed": False,
             "grassroots_room": d["grassroots_room"], "invited": 0, "notice": None,
+            "body": d.get("body") or "government", "unplanned": d.get("unplanned"),
             "held_on": None, "attendee_count": 0, "public_summary": None,
             "notice_waiver_reason": None, "report": None, "instructions": 0,
         })
 
     def on_SessionRescheduled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        if d.get("notice_withdrawn"):
+            self._update(e, txn, notice=None)
         self._update(e, txn, scheduled_for=d["scheduled_for"], notice_by=d["notice_by"],
                      notice_by_provisional=d["notice_by_provisional"], rescheduled_from=d["previous"],
                      reschedule_reason=d["reason"])
@@ -127,7 +133,8 @@ class SessionViews(ViewProjection):
 
     def on_NoticeServed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._update(e, txn, notice={
-            k: d[k] for k in ("served_on", "working_days_before", "notice_sufficient", "provisional")
+            **{k: d[k] for k in ("served_on", "working_days_before", "notice_sufficient", "provisional")},
+            "recorded_on": d.get("recorded_on"), "recorded_late": bool(d.get("recorded_late")),
         })
 
     def on_SessionHeld(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
@@ -148,7 +155,11 @@ class SessionViews(ViewProjection):
 
     def on_ConsultationOpinionFormed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._update(e, txn, status="opinion_formed", opinion_formed_on=d["formed_on"])
-        self._deadline(e, txn, "opinion", met_on=d["formed_on"])
+        if txn.get("deadline", f"{e.subject}/opinion") is not None:
+            self._deadline(e, txn, "opinion", met_on=d["formed_on"])
+        if d.get("report_due"):
+            self._deadline(e, txn, "report", **{k: d["report_due"][k] for k in (
+                "due", "provisional", "years_without_data")})
 
     def on_ReportCompiled(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._update(e, txn, status="report_compiled", report={
@@ -161,7 +172,8 @@ class SessionViews(ViewProjection):
         report = {**(session["report"] or {}), "submitted_to": d["submitted_to"],
                   "submitted_on": d["submitted_on"]}
         self._put(e, txn, session, status="report_submitted", report=report)
-        self._deadline(e, txn, "report", met_on=d["submitted_on"])
+        if txn.get("deadline", f"{e.subject}/report") is not None:
+            self._deadline(e, txn, "report", met_on=d["submitted_on"])
 
     def on_InstructionIssued(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         session = self._session(e, txn)
@@ -182,7 +194,8 @@ class SessionViews(ViewProjection):
         txn.put("instruction", key, instruction)
 
     def on_DeadlineMissed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
-        self._deadline(e, txn, d["step"], missed_on=d["detected_on"])
+        self._deadline(e, txn, d["step"], missed_on=d["detected_on"],
+                       responsible=d.get("responsible") or d.get("lead_department"))
 
     def on_DeadlineConfirmed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         self._deadline(e, txn, d["step"], due=d["due"], provisional=False, years_without_data=[],
@@ -191,7 +204,8 @@ class SessionViews(ViewProjection):
     def on_EmergencyExemptionRecorded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         txn.put("exemption", e.subject, {
             "id": e.subject, **{k: d.get(k) for k in (
-                "decision", "category", "reason", "decided_by", "department", "decided_on", "topic_id")},
+                "decision", "category", "reason", "decided_by", "department", "decided_on", "topic_id",
+                "urgency")},
             "recorded_at": e.time.isoformat(),
         })
 
@@ -260,7 +274,15 @@ def supervision(views: ViewStore, today: date, calendar: WorkingCalendar) -> dic
         "completed_late": _by_date([d for d in deadlines if d["missed_on"] and d["met_on"]], "due"),
         "upcoming": _by_date([d for d in deadlines if not d["missed_on"] and not d["met_on"]], "due"),
         "notice_waivers": _by_date(waivers, "held_on"),
+        # Notices entered more than 2 working days after their stated date: accepted, not hidden.
+        "notices_recorded_late": _by_date([
+            {k: s[k] for k in ("id", "topic_id", "title", "lead_department", "scheduled_for")}
+            | {"served_on": s["notice"]["served_on"], "recorded_on": s["notice"]["recorded_on"]}
+            for s in views.list("session") if (s.get("notice") or {}).get("recorded_late")], "served_on"),
         "exemptions": _by_date(views.list("exemption"), "decided_on"),
+        # Consulted outside the year's plan (001 §9): reason and deciding body shown, never silent.
+        "unplanned": _by_date([{k: s[k] for k in ("id", "topic_id", "title", "body", "scheduled_for", "unplanned")}
+                               for s in views.list("session") if s.get("unplanned")], "scheduled_for"),
     }
 
 
@@ -270,8 +292,10 @@ def awaiting_instruction(views: ViewStore) -> list[dict[str, Any]]:
 
 
 def implementation_copies(views: ViewStore) -> list[dict[str, Any]]:
-    """What the CPPCC office receives: instructions and the implementation reported on them."""
-    return _by_date(views.list("instruction"), "issued_on")
+    """What the CPPCC office receives: instructions on CPPCC outcomes and the implementation
+    reported on them (001 §19); government sessions' follow-up goes to the government office."""
+    cppcc = {s["id"] for s in views.list("session") if s.get("body") in ("cppcc", "cppcc_room")}
+    return _by_date([i for i in views.list("instruction") if i["session_id"] in cppcc], "issued_on")
 
 
 _PUBLIC = ("id", "topic_id", "title", "form", "lead_department", "held_on", "attendee_count", "public_summary")
