@@ -5,7 +5,10 @@ Domain modules import from here and from ``eventsourcing.domain`` only: no I/O.
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable
+from enum import Enum
 from typing import TypeVar
 
 from eventsourcing.domain import Aggregate, CanMutateAggregate
@@ -67,3 +70,24 @@ def require_reason(reason: str | None, what: str) -> str:
     if reason is None or not reason.strip():
         raise Refused(f"{what} requires a reason.", rule="reason_required")
     return reason.strip()
+
+
+E = TypeVar("E", bound=type[Enum])
+_TERM = re.compile(r"""^\s+\w+\s*=\s*["']([^"']+)["']\s*#\s*(.+?)\s*$""")
+
+
+def glossed(cls: E) -> E:
+    """Show each code's Chinese term in the OpenAPI documents.
+
+    The term is the comment beside the code in the class body (``livelihood = "livelihood"
+    # 民生事项``), so the source keeps one list. Codes without a comment are listed bare.
+    """
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return cls
+    terms = {m.group(1): m.group(2) for line in source.splitlines() if (m := _TERM.match(line))}
+    listed = "; ".join(f"{member.value}: {terms[member.value]}" if member.value in terms else member.value
+                       for member in cls)
+    cls.__doc__ = f"{(cls.__doc__ or cls.__name__).strip()}\n\n{listed}"
+    return cls

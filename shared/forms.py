@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from shared.domain import Refused
+from shared.domain import Refused, glossed
 
 
+@glossed
 class Form(StrEnum):
     """Consultation forms (协商形式: 000 四, 001 §10–§17, 002 第六条, 003, 004)."""
 
@@ -69,6 +70,7 @@ def check_form(plan_kind: str, form: str) -> None:
         )
 
 
+@glossed
 class ContentType(StrEnum):
     work_report = "work_report"  # 政府工作报告
     development_plan = "development_plan"  # 发展计划、规划

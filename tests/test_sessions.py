@@ -507,8 +507,15 @@ def test_each_body_runs_its_sessions_by_its_own_rules(system: RunningSystem, clo
         "reason": "突发事项", "decided_by": "县政府", "kind": "government"}}, 409, "form_not_allowed")
     unplanned = system.post("/sessions", {**body, "unplanned": {
         "reason": "群众反映强烈，需及时沟通", "decided_by": "县政府常务会议", "kind": "government"}}, expect=201).json()["id"]
-    listed = wait_for(lambda: system.get("/sessions/views/supervision")["unplanned"], 20, "the unplanned session")
-    assert [(u["id"], u["unplanned"]["decided_by"]) for u in listed] == [(unplanned, "县政府常务会议")]
+    # As the contract writes it ({reason, decided_by}): the CPPCC's rule (001 §9), where the form suits.
+    briefing = system.post("/sessions", {**body, "topic_id": topic(system, "livelihood"), "form": "consultation_symposium",
+                                         "unplanned": {"reason": "重大决策形成过程中及时协商", "decided_by": "政协主席会议"}},
+                           expect=201).json()["id"]
+    assert system.get(f"/sessions/{briefing}")["body"] == "cppcc"
+    listed = wait_for(lambda: len(u := system.get("/sessions/views/supervision")["unplanned"]) == 2 and u, 20,
+                      "the unplanned sessions")
+    assert {(u["id"], u["unplanned"]["decided_by"]) for u in listed} == {(unplanned, "县政府常务会议"),
+                                                                          (briefing, "政协主席会议")}
 
     # No catalog, sessions or outcome message carries a person's name (a citizen proposer included).
     citizen = topic(system, "livelihood", source="public_solicitation", proposer="吴阿姨", proposer_kind="person")

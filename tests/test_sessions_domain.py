@@ -86,7 +86,7 @@ def test_cppcc_sessions_record_the_notice_without_the_15_day_gate_and_owe_no_5_p
     session = Session.schedule(planned, "t", "consultation_symposium", "协商座谈会", date(2026, 11, 20),
                                "县政协办公室", "县政协", CALENDAR)
     assert (session.body, session.research_required, session.grassroots_room) == ("cppcc", False, False)
-    session.serve_notice(date(2026, 11, 17), ["材料"], None, CALENDAR)
+    session.serve_notice(date(2026, 11, 17), ["材料"], None, CALENDAR, date(2026, 11, 17))
     session.hold(date(2026, 11, 20), ["王委员"], "纪要", True, None, None, date(2026, 11, 20), CALENDAR)
     assert session.held["working_days_before"] == 2 and session.deadlines == {}
     with pytest.raises(Refused) as form:

@@ -10,11 +10,14 @@ from datetime import date
 from pathlib import Path
 
 from services.catalog.application import CatalogApplication
-from services.catalog.domain import Topic
+from services.catalog.domain import Plan, Topic
+from services.catalog.projections import CatalogViews
 from services.sessions.application import SessionsApplication
 from services.sessions.domain import Session
+from services.sessions.projections import SessionViews
 from shared.clock import FixedClock
 from shared.config import Settings
+from shared.replay import differences, rebuild
 
 
 def _strip(path: Path, event_topic: str, *fields: str) -> int:
@@ -37,6 +40,7 @@ def test_topics_and_held_sessions_stored_by_the_previous_release_still_load(tmp_
     catalog = CatalogApplication(settings)
     topic_id = catalog.propose_topic(title="议题", description="说明", source="npc", proposer="县人大常委会",
                                      content_type="livelihood")
+    plan_id = catalog.draft_plan(2026, "village", "城关镇")
     catalog.close()
     clock = FixedClock(date(2026, 10, 20))
     sessions = SessionsApplication(settings, clock)
@@ -49,17 +53,32 @@ def test_topics_and_held_sessions_stored_by_the_previous_release_still_load(tmp_
     sessions.close()
 
     assert _strip(tmp_path / "catalog-events.sqlite", "consultation.catalog.TopicProposed", "proposer_kind") == 1
+    # The previous release had one grassroots kind and stored its name.
+    with sqlite3.connect(tmp_path / "catalog-events.sqlite") as db:
+        [(state,)] = db.execute("SELECT state FROM stored_events WHERE topic = ?",
+                                ("consultation.catalog.PlanDrafted",)).fetchall()
+        db.execute("UPDATE stored_events SET state = ? WHERE topic = ?",
+                   (state.replace(b'"village"', b'"grassroots"'), "consultation.catalog.PlanDrafted"))
     assert _strip(tmp_path / "sessions-events.sqlite", "consultation.sessions.SessionHeld", "public_summary") == 1
 
     catalog = CatalogApplication(settings)
     topic = catalog.get(Topic, topic_id)
     assert (topic.proposer, topic.proposer_kind) == ("县人大常委会", "body")
-    [envelope] = catalog.envelopes(catalog.notifications(0))
+    assert catalog.get(Plan, plan_id).kind == "village"
+    envelope = catalog.envelopes(catalog.notifications(0))[0]
     assert envelope.data["proposer"] == "县人大常委会"
+    # Views rebuilt from the old events read them with their old meaning, twice alike.
+    first, _ = rebuild(catalog, [CatalogViews])
+    second, _ = rebuild(catalog, [CatalogViews])
+    assert differences(first.dump(), second.dump()) == []
+    assert first.get("topic", topic_id)["proposer_kind"] == "body"
+    assert first.get("plan", plan_id)["kind"] == "village"
     catalog.close()
     sessions = SessionsApplication(settings, clock)
     session = sessions.get(Session, session_id)
     assert session.held is not None and session.held["public_summary"] is None
     held = [e for e in sessions.envelopes(sessions.notifications(0)) if e.name == "SessionHeld"]
     assert held[0].data["minutes"] is None and held[0].data["public_summary"] is None
+    views, _ = rebuild(sessions, [SessionViews])
+    assert views.get("session", session_id)["public_summary"] is None
     sessions.close()

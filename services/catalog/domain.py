@@ -11,15 +11,16 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from shared.domain import Refused, require_reason, stable_names
+from shared.domain import Refused, glossed, require_reason, stable_names
 from shared.forms import ContentType, check_form
 
 
+@glossed
 class Source(StrEnum):
     """Where a topic came from (议题来源: 001 §7, 003 二(三), 004)."""
 
     party_committee = "party_committee"  # 党政点题
-    government = "government"
+    government = "government"  # 政府点题
     npc = "npc"  # 人大
     people_organization = "people_organization"  # 人民团体
     cppcc_standing_committee = "cppcc_standing_committee"  # 政协常委会
@@ -36,6 +37,7 @@ class Source(StrEnum):
     department = "department"  # 县直部门 (001 §13–§14)
 
 
+@glossed
 class ProposerKind(StrEnum):
     """Who proposed a topic: a body (a committee, a department) or a person (a citizen, 群众)."""
 
@@ -43,6 +45,7 @@ class ProposerKind(StrEnum):
     person = "person"  # 个人: the name stays in the catalog store; events carry a pseudonymous ref
 
 
+@glossed
 class PlanKind(StrEnum):
     """Whose list it is: each body runs its consultation by its own rules (domain step 11)."""
 

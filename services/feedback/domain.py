@@ -19,13 +19,14 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from shared.deadlines import due as _due, overdue as _overdue
-from shared.domain import Refused, require_reason, stable_names
+from shared.domain import Refused, glossed, require_reason, stable_names
 from shared.workdays import WorkingCalendar
 
 #: "起草部门应当自政策性文件印发之日起20个工作日内进行政策解读" (004 干群面对面恳谈宣讲机制 2).
 INTERPRETATION_WORKING_DAYS = 20
 
 
+@glossed
 class Channel(StrEnum):
     """How an opinion reached the service (征求意见的渠道)."""
 
@@ -46,6 +47,7 @@ class Channel(StrEnum):
     proposal = "proposal"  # 提案转为意见 (a proposal's review turned it into an opinion)
 
 
+@glossed
 class PlatformLevel(StrEnum):
     """The grassroots platform's level (说事平台, 004 三(一))."""
 
@@ -55,6 +57,7 @@ class PlatformLevel(StrEnum):
     grid_point = "grid_point"  # 网格说事点
 
 
+@glossed
 class Category(StrEnum):
     """How a grassroots item is classed (004 三(二)3)."""
 
@@ -63,6 +66,7 @@ class Category(StrEnum):
     administrative = "administrative"  # 行政管理
 
 
+@glossed
 class Disposition(StrEnum):
     adopted = "adopted"  # 采纳
     partially_adopted = "partially_adopted"  # 部分采纳
@@ -75,6 +79,7 @@ class Rating(StrEnum):
     unsatisfied = "unsatisfied"
 
 
+@glossed
 class Tier(StrEnum):
     """The two escalation tiers (吹哨报到, 004 三(二)3)."""
 
@@ -82,6 +87,7 @@ class Tier(StrEnum):
     county = "county"  # 乡镇吹哨 部门报道
 
 
+@glossed
 class DecisionKind(StrEnum):
     major_administrative_decision = "major_administrative_decision"  # 重大行政决策
     major_public_policy = "major_public_policy"  # 重大公共政策
@@ -103,6 +109,7 @@ class PolicyArea(StrEnum):
     other = "other"
 
 
+@glossed
 class ExemptionGround(StrEnum):
     not_public_by_law = "not_public_by_law"  # 依法不予公开
     emergency = "emergency"  # 情况紧急

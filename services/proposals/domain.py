@@ -19,15 +19,17 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from shared.deadlines import due as due_in, overdue
-from shared.domain import Refused, require_reason, stable_names
+from shared.domain import Refused, glossed, require_reason, stable_names
 from shared.workdays import WorkingCalendar
 
 
+@glossed
 class Kind(StrEnum):
     cppcc_proposal = "cppcc_proposal"  # 政协提案
     npc_suggestion = "npc_suggestion"  # 人大代表建议
 
 
+@glossed
 class Collective(StrEnum):
     """A proposer that is a body, not a person (集体提案)."""
 
@@ -36,6 +38,7 @@ class Collective(StrEnum):
     special_committee = "special_committee"  # 政协专门委员会
 
 
+@glossed
 class ReviewDecision(StrEnum):
     """What the review meeting (提案审查会议, 001 分工 14(1)) decides against the filing standards."""
 
@@ -44,6 +47,7 @@ class ReviewDecision(StrEnum):
     to_opinion = "to_opinion"  # 转为意见 (社情民意或意见建议)
 
 
+@glossed
 class ConsultationMode(StrEnum):
     """How the handling unit consults the proposer (000 五(三): 把沟通协商作为办理工作的必经环节)."""
 
@@ -53,6 +57,7 @@ class ConsultationMode(StrEnum):
     face_to_face = "face_to_face"  # 面对面办理
 
 
+@glossed
 class Category(StrEnum):
     """Reply categories — national practice, not a seed's words."""
 
@@ -61,6 +66,7 @@ class Category(StrEnum):
     C = "C"  # 因条件限制或其他原因暂时不能解决、留作参考
 
 
+@glossed
 class Rating(StrEnum):
     """The proposer's view of the reply — national practice (满意 / 基本满意 / 不满意)."""
 
@@ -69,6 +75,7 @@ class Rating(StrEnum):
     unsatisfied = "unsatisfied"
 
 
+@glossed
 class Duty(StrEnum):
     """The "五个一" of a CPPCC member (001 §23)."""
 

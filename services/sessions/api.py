@@ -33,8 +33,9 @@ class UnplannedIn(Command):
 
     reason: Text
     decided_by: Name = Field(description="the body that decided to consult on it")
-    kind: Literal["government", "cppcc", "cppcc_room", "village"] = Field(
-        description="whose consultation it is: its rules (notice, deadlines, research) follow")
+    kind: Literal["government", "cppcc", "cppcc_room", "village"] | None = Field(
+        None, description="whose consultation it is: its rules (notice, deadlines, research) follow; "
+        "if not given, the CPPCC's (001 §9) where the form suits it, else the first body whose forms do")
 
 
 class ScheduleIn(Command):

@@ -16,7 +16,7 @@ from uuid import uuid4
 
 from eventsourcing.domain import Aggregate, event
 
-from shared.domain import Refused, require_reason, stable_names
+from shared.domain import Refused, glossed, require_reason, stable_names
 from shared.forms import FORMS_BY_PLAN_KIND, Form, check_form
 from shared.workdays import WorkingCalendar
 
@@ -38,6 +38,9 @@ CPPCC_RESEARCH_FORMS = frozenset({Form.thematic_consultation, Form.quarterly_sym
 
 #: The body whose rules a session runs by, when its topic is in plans of several kinds.
 BODY_ORDER = ("government", "cppcc", "cppcc_room", "village")
+#: Whose an unplanned consultation is when the request does not say: the CPPCC's first, whose
+#: rule it is (001 §9: 由政协采取适当形式适时进行协商), else the first body whose forms suit it.
+UNPLANNED_ORDER = ("cppcc", "government", "cppcc_room", "village")
 #: Whose follow-up the implementation of leaders' instructions is copied to: the CPPCC office
 #: for CPPCC outcomes (001 §19), the government office (督办, 002 第十三条) otherwise.
 COPIED_TO = {"cppcc": "cppcc_office", "cppcc_room": "cppcc_office", "government": "government_office",
@@ -64,6 +67,7 @@ def body_of(plan_kinds: list[str], form: str) -> str:
     raise AssertionError("unreachable")
 
 
+@glossed
 class Role(StrEnum):
     """Who takes part (协商对象)."""
 
@@ -93,6 +97,7 @@ class Step(StrEnum):
     report = "report"  # 协商报告 (office, to the Party committee and government)
 
 
+@glossed
 class ExemptionCategory(StrEnum):
     """Grounds for deciding without consultation (政府协商简化机制, 002 第十四条)."""
 
@@ -169,9 +174,11 @@ class Session(Aggregate):
             if planned:
                 raise Refused(f"Topic {topic_id} is in a plan in force; schedule it as planned.",
                               rule="topic_is_planned")
+            kind = unplanned.get("kind") or next(
+                (k for k in UNPLANNED_ORDER if form in FORMS_BY_PLAN_KIND[k]), "cppcc")
             unplanned = {"reason": require_reason(unplanned.get("reason"), "Consulting on a topic outside "
                                                   "the plan (由政协采取适当形式适时进行协商, 001 §9)"),
-                         "decided_by": unplanned["decided_by"], "kind": unplanned["kind"]}
+                         "decided_by": unplanned["decided_by"], "kind": kind}
             kinds = [unplanned["kind"]]
             check_form(unplanned["kind"], form)
             planned_forms: list[str] = []
