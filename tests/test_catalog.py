@@ -231,6 +231,9 @@ def test_each_body_decides_its_own_plan(system: RunningSystem, kafka: KafkaEndpo
     assert (reported["status"], reported["reported"]["reported_to"]) == ("reported", "县政府办公室")
     system.post(f"/catalog/plans/{room}/approval", {"approved_by": "城东镇党委"}, expect=200)
     system.post(f"/catalog/plans/{government}/approval", {"approved_by": "县政府常务会议"}, expect=200)
+    refused(system, f"/catalog/plans/{government}/amendments",
+            {**item(topic(system), scheduled_month="2027-03"), "reason": "临时增加", "approved_by": "县政府"},
+            409, "month_outside_year")
     desk = wait_for(lambda: (d := system.get("/catalog/views/plan-desk"))["to_publish"] and d, 20, "the plan desk")
     assert [p["id"] for p in desk["to_publish"]] == [government]
 

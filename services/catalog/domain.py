@@ -253,6 +253,11 @@ class Plan(Aggregate):
                 rule="duplicate_topic",
             )
 
+    def _check_month(self, month: str) -> None:
+        if not month.startswith(f"{self.year}-"):
+            raise Refused(f"This is the {self.year} plan; an item's month ({month}) lies in {self.year}.",
+                          rule="month_outside_year")
+
     def add_item(self, topic: Topic, **item: Any) -> None:
         if self.status not in ("draft", "reviewed"):
             raise Refused(
@@ -261,10 +266,7 @@ class Plan(Aggregate):
                 rule="plan_not_draft",
             )
         self._check_new_topic(topic, item["form"])
-        month = item["scheduled_month"]
-        if not month.startswith(f"{self.year}-"):
-            raise Refused(f"This is the {self.year} plan; an item's month ({month}) lies in {self.year}.",
-                          rule="month_outside_year")
+        self._check_month(item["scheduled_month"])
         # An item added after the chair meeting's review sends the plan back to it (001 §9).
         self._add_item(topic_id=str(topic.id), review_withdrawn=self.status == "reviewed", **item)
 
@@ -373,6 +375,7 @@ class Plan(Aggregate):
             )
         reason = require_reason(reason, "Amending an approved plan")
         self._check_new_topic(topic, item["form"])
+        self._check_month(item["scheduled_month"])
         self._amend(topic_id=str(topic.id), reason=reason, approved_by=approved_by, **item)
 
     @event("PlanAmended")

@@ -19,6 +19,8 @@ from shared.projection import ViewProjection, existing, need
 from shared.stores import ViewStore, ViewTransaction
 from shared.workdays import WorkingCalendar
 
+from services.sessions.domain import REPORT_OFFICE
+
 _ITEM = ("topic_id", "form", "lead_department", "scheduled_month")
 
 
@@ -148,6 +150,8 @@ class SessionViews(ViewProjection):
             txn.put("deadline", f"{e.subject}/{step}", {
                 "session_id": e.subject, "topic_id": session["topic_id"], "title": session["title"],
                 "lead_department": session["lead_department"], "step": step,
+                # The opinion is the lead department's to form, the report the office's to compile.
+                "responsible": session["lead_department"] if step == "opinion" else REPORT_OFFICE,
                 "due": deadline["due"], "provisional": deadline["provisional"],
                 "years_without_data": deadline["years_without_data"],
                 "met_on": None, "missed_on": None,
@@ -238,7 +242,7 @@ def department_agenda(views: ViewStore, department: str) -> dict[str, Any]:
     """A lead department's sessions, its open deadlines and the instructions that task it."""
     sessions = [s for s in views.list("session") if s["lead_department"] == department]
     deadlines = [d for d in views.list("deadline")
-                 if d["lead_department"] == department and d["met_on"] is None]
+                 if d.get("responsible", d["lead_department"]) == department and d["met_on"] is None]
     instructions = []
     for i in views.list("instruction"):
         if department in i["departments"]:
