@@ -58,9 +58,16 @@ FORMS_BY_PLAN_KIND: dict[str, frozenset[Form]] = {
 }
 
 
+def current_plan_kind(kind: str) -> str:
+    """A plan kind by its current name: "grassroots", the one name both grassroots lists once
+    had, meant the village 说事 platform's 开单 list (004), now ``village``; clients and stored
+    events may still say it."""
+    return "village" if kind == "grassroots" else kind
+
+
 def check_form(plan_kind: str, form: str) -> None:
     """Refuse a form the plan's kind does not hold its consultations in."""
-    kind = "village" if plan_kind == "grassroots" else plan_kind
+    kind = current_plan_kind(plan_kind)
     allowed = FORMS_BY_PLAN_KIND[kind]
     if Form(form) not in allowed:
         raise Refused(

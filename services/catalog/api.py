@@ -11,7 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from shared.fields import Month, Name, Text, Year
-from shared.forms import Form
+from shared.forms import Form, current_plan_kind
 from shared.http import ERROR_RESPONSES, Command, Created
 from shared.service import Service
 
@@ -61,7 +61,7 @@ class PlanIn(Command):
     @field_validator("kind", mode="before")
     @classmethod
     def old_name(cls, v: Any) -> Any:
-        return PlanKind.village.value if v == "grassroots" else v
+        return current_plan_kind(v) if isinstance(v, str) else v
 
 
 class ItemFields(Command):

@@ -12,7 +12,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import Refused, glossed, require_reason, stable_names
-from shared.forms import ContentType, check_form
+from shared.forms import ContentType, check_form, current_plan_kind
 
 
 @glossed
@@ -56,8 +56,8 @@ class PlanKind(StrEnum):
 
     @classmethod
     def _missing_(cls, value: object) -> PlanKind | None:
-        # "grassroots" was the one name of both grassroots lists; what it meant is the 开单 list.
-        return cls.village if value == "grassroots" else None
+        current = current_plan_kind(value) if isinstance(value, str) else value
+        return cls(current) if current != value else None
 
 
 #: The Party organisation (党组织) and the township compile what the two grassroots lists hold.

@@ -17,7 +17,7 @@ from uuid import uuid4
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import Refused, glossed, require_reason, stable_names
-from shared.forms import FORMS_BY_PLAN_KIND, Form, check_form
+from shared.forms import FORMS_BY_PLAN_KIND, Form, check_form, current_plan_kind
 from shared.workdays import WorkingCalendar
 
 #: Notice and materials reach participants at least this many working days before (002 第七条(二)).
@@ -59,7 +59,7 @@ def _deviation(actual: str, planned: set[str], reason: str | None, rule: str, wo
 
 def body_of(plan_kinds: list[str], form: str) -> str:
     """The body a session runs by: the first kind, government first, whose forms include it."""
-    kinds = ["village" if k == "grassroots" else k for k in plan_kinds]
+    kinds = [current_plan_kind(k) for k in plan_kinds]
     for kind in BODY_ORDER:
         if kind in kinds and Form(form) in FORMS_BY_PLAN_KIND[kind]:
             return kind

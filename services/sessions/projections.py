@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.config import SERVICE_TOPICS
 from shared.envelope import CloudEvent
+from shared.forms import current_plan_kind
 from shared.projection import ViewProjection, existing, need
 from shared.stores import ViewStore, ViewTransaction
 from shared.workdays import WorkingCalendar
@@ -42,9 +43,8 @@ class PlanBook(ViewProjection):
 
     def on_PlanDrafted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         need(d, "kind", "year")
-        kind = "village" if d["kind"] == "grassroots" else d["kind"]  # the old name of the 开单 list
-        txn.put("catalog_plan", e.subject, {"id": e.subject, "kind": kind, "year": d["year"],
-                                            "status": "draft", "items": []})
+        txn.put("catalog_plan", e.subject, {"id": e.subject, "kind": current_plan_kind(d["kind"]),
+                                            "year": d["year"], "status": "draft", "items": []})
 
     def on_PlanItemAdded(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
         need(d, "topic_id", "form")
