@@ -140,6 +140,15 @@ def relay(args: argparse.Namespace) -> int:
     return 0
 
 
+def audit(args: argparse.Namespace) -> int:
+    """``consult audit``: see ``shared.audit``."""
+    from shared import audit as auditing
+
+    settings = _settings(args.data_dir)
+    configure(settings.log_format)
+    return auditing.command(args, settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="consult", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_relay.add_argument("--note", help="with resolve: how the event was handled")
     p_relay.add_argument("--data-dir", default=None)
     p_relay.set_defaults(func=relay)
+    from shared.audit import add_parser as add_audit
+
+    add_audit(commands, {"func": audit})
     args = parser.parse_args(argv)
     try:
         return args.func(args)

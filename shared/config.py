@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     #: Seconds between a relay's checks that the broker still holds what it published
     #: (a broker that restarted empty) and that every topic exists.
     broker_check_interval: float = 5.0
+    #: Seconds between seals of each service's audit ledger (a signed digest of the chain head).
+    audit_seal_interval: float = 300.0
     #: Events a relay may fall behind its store before health says degraded.
     relay_lag_alert: int = 1_000
     #: Log rendering: JSON lines, pretty console, or pretty only on a terminal.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,9 +18,10 @@ from fastapi.responses import JSONResponse
 
 from shared.application import ServiceApplication
 from shared.clock import Clock
-from shared.config import Settings
+from shared.config import AUDIT_TOPIC, Settings
 from shared.consumer import attach, consumer_state
-from shared.follower import ProjectionFollower
+from shared.follower import LogFollower, ProjectionFollower
+from shared.ledger import LedgerFollower
 from shared.kafka import ensure_topics, make_broker
 from shared.relay import Relay
 from shared.logs import get_logger
@@ -70,10 +72,14 @@ class Service:
             group = self.group_id(cls.name)
             self.subscribers.append((reaction, group, attach(self.broker, settings, reaction, group)))
         self.relay = Relay(self.app, settings, self.broker)
-        self.followers = [
+        self.followers: list[LogFollower] = [
             ProjectionFollower(self.app, settings, self.projections[p.name])
             for p in spec.own_projections
         ]
+        # The audit ledger lives beside the relay's records (operational state, not a view).
+        self.ledger = LedgerFollower(self.app, settings, self.relay.state.store, self._publish_digest)
+        self.followers.append(self.ledger)
+        self._unpublished_digests: list[dict[str, Any]] = []
         self.broker_connected = False
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -107,6 +113,16 @@ class Service:
         self.log.info("broker connected", bootstrap=self.settings.kafka_bootstrap_servers)
         if self.settings.relay_enabled:
             self._tasks.append(asyncio.get_running_loop().create_task(self.relay.run(), name="relay"))
+
+    async def _publish_digest(self, digest: dict[str, Any]) -> None:
+        """A copy of each sealed digest outside the store; kept and sent later if the broker is away."""
+        self._unpublished_digests.append(digest)
+        if not self.broker_connected:
+            return
+        while self._unpublished_digests:
+            await self.broker.publish(json.dumps(self._unpublished_digests[0]).encode(),
+                                      self.settings.topic(AUDIT_TOPIC), key=self.name.encode())
+            self._unpublished_digests.pop(0)
 
     async def stop(self) -> None:
         for task in self._tasks:
