@@ -8,6 +8,10 @@
   from Kafka, or from the file); exits 1 naming service, position and event id of anything
   altered, deleted, inserted or moved, or a digest that does not verify.
 - ``consult audit public-key``: the key auditors verify digests with (PEM).
+- ``consult audit replay [--service S] [--from-kafka]``: rebuild every read model from the
+  stores (or the Kafka topics) into fresh storage, with a progress bar, and print every
+  difference from the live read models (view, key, field); exits 1 on any. Run it on a quiet
+  system: views that are still catching up differ by what they have not applied yet.
 """
 
 from __future__ import annotations
@@ -17,13 +21,18 @@ import asyncio
 import json
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from shared.config import AUDIT_TOPIC, Settings
+from shared.config import AUDIT_TOPIC, SERVICE_TOPICS, Settings
+from shared.envelope import CloudEvent, origin_problem
 from shared.ledger import Ledger, Report, Signer, read_digests_file, verify
 from shared.relay import RelayState
+from shared.replay import BATCH, apply, batches, field_differences, sources
 from shared.runtime import SERVICE_NAMES, spec
+from shared.stores import ViewStore, open_view_store, schema_name
 
 
 def _ledgers(settings: Settings, names: list[str]) -> list[tuple[Ledger, Any, RelayState]]:
@@ -136,6 +145,96 @@ def check(settings: Settings, names: list[str], digests_file: Path | None, publi
     return 1 if problems else 0
 
 
+async def _topic_events(settings: Settings, service: str) -> list[CloudEvent]:
+    """A service's events as its Kafka topic holds them: genuine ones, once each, in log order."""
+    from aiokafka import AIOKafkaConsumer
+    from pydantic import ValidationError
+
+    topic = settings.topic(SERVICE_TOPICS[service])
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    events: dict[str, CloudEvent] = {}
+    try:
+        idle = 0
+        while idle < 3:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            records = [r for rs in batch.values() for r in rs]
+            idle = 0 if records else idle + 1
+            for record in records:
+                try:
+                    event = CloudEvent.model_validate_json(record.value or b"")
+                except ValidationError:
+                    continue
+                if origin_problem(event, frozenset(SERVICE_TOPICS), service) is None:
+                    events[event.id] = event  # a republished copy is the same event
+    finally:
+        await consumer.stop()
+    return sorted(events.values(), key=lambda e: e.sequence)
+
+
+def _chunks(events: list[CloudEvent]) -> Iterator[list[CloudEvent]]:
+    for start in range(0, len(events), BATCH):
+        yield events[start:start + BATCH]
+
+
+def _drop(settings: Settings, store: ViewStore, service: str, label: str) -> None:
+    store.datastore.close()
+    if settings.postgres:
+        import psycopg
+
+        with psycopg.connect(host=settings.postgres_host, port=settings.postgres_port,
+                             user=settings.postgres_user, password=settings.postgres_password or None,
+                             dbname=settings.postgres_dbname, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema_name(settings, service, label)}" CASCADE')
+    else:
+        (settings.data_dir / f"{service}-{label}.sqlite").unlink(missing_ok=True)
+
+
+def replay(settings: Settings, names: list[str], from_kafka: bool) -> int:
+    from tqdm import tqdm
+
+    found = 0
+    for name in names:
+        service = spec(name)
+        classes = [*service.own_projections, *service.kafka_projections]
+        label = f"replay_{uuid.uuid4().hex[:8]}"
+        fresh = open_view_store(settings, name, label)
+        running = [cls(fresh) for cls in classes]
+        started = time.monotonic()
+        try:
+            feeds: list[tuple[int, Iterator[list[CloudEvent]]]] = []
+            apps = []
+            for source in sources(classes, name):
+                if from_kafka:
+                    events = asyncio.run(_topic_events(settings, source))
+                    feeds.append((len(events), _chunks(events)))
+                else:
+                    app = spec(source).application(settings)
+                    apps.append(app)
+                    feeds.append((app.max_position(), batches(app)))
+            with tqdm(total=sum(n for n, _ in feeds), unit="event", desc=f"{name}: replay", file=sys.stderr,
+                      mininterval=0.5) as bar:
+                done = sum(apply(running, name, feed, bar.update) for _, feed in feeds)
+            for app in apps:
+                app.close()
+            live = open_view_store(settings, name)
+            try:
+                diffs = field_differences(live.dump(), fresh.dump())
+            finally:
+                live.datastore.close()
+        finally:
+            _drop(settings, fresh, name, label)
+        for view, key, field, was, rebuilt in diffs:
+            print(json.dumps({"service": name, "view": view, "key": key, "field": field, "live": was,
+                              "rebuilt": rebuilt}, ensure_ascii=False, default=str))
+        elapsed = time.monotonic() - started
+        print(f"{name}: {done} events replayed from {'Kafka' if from_kafka else 'the stores'} in {elapsed:.1f} s "
+              f"({done / max(elapsed, 1e-6):,.0f}/s), {len(diffs)} difference(s)")
+        found += len(diffs)
+    return 1 if found else 0
+
+
 def command(args: argparse.Namespace, settings: Settings) -> int:
     names = [args.service] if args.service else list(SERVICE_NAMES)
     if args.action == "public-key":
@@ -144,13 +243,16 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     digests = Path(args.digests) if args.digests else None
     if args.action == "seal":
         return seal(settings, names, digests)
+    if args.action == "replay":
+        return replay(settings, names, args.from_kafka)
     return check(settings, names, digests, Path(args.public_key) if args.public_key else None)
 
 
 def add_parser(commands: Any, defaults: dict[str, Any]) -> None:
-    p = commands.add_parser("audit", help="the tamper-evident ledger: seal, verify, public-key",
+    p = commands.add_parser("audit", help="the tamper-evident ledger (seal, verify, public-key) and replay",
                             description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("action", choices=["seal", "verify", "public-key"])
+    p.add_argument("action", choices=["seal", "verify", "public-key", "replay"])
+    p.add_argument("--from-kafka", action="store_true", help="replay: read the events from the Kafka topics")
     p.add_argument("--service", choices=SERVICE_NAMES)
     p.add_argument("--digests", help="a file of digests, one JSON a line (seal appends, verify reads)")
     p.add_argument("--public-key", help="verify with this PEM public key, not the data directory's")

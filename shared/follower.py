@@ -100,10 +100,7 @@ class ProjectionFollower(LogFollower):
         return await asyncio.to_thread(self.projection.position, self.app.service)
 
     async def process(self, notifications: list[Any]) -> None:
+        """One transaction per batch (up to ``batch_size``), so catching up after an outage is fast."""
         events = self.app.envelopes(notifications)
-
-        def apply_all() -> None:
-            for event in events:
-                self.projection.handle(event, self.projection.position_tracking(event))
-
-        await asyncio.to_thread(apply_all)
+        tracking = self.projection.position_tracking(events[-1])
+        await asyncio.to_thread(self.projection.handle_batch, events, tracking)
