@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     broker_check_interval: float = 5.0
     #: Seconds between seals of each service's audit ledger (a signed digest of the chain head).
     audit_seal_interval: float = 300.0
+    #: The Ed25519 key (PEM) that signs audit digests. Unset: one is generated in the data
+    #: directory. Every node of one deployment must use the same key.
+    audit_signing_key_file: Path | None = None
     #: Events a relay may fall behind its store before health says degraded.
     relay_lag_alert: int = 1_000
     #: Log rendering: JSON lines, pretty console, or pretty only on a terminal.

@@ -70,7 +70,7 @@ class Signer:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Signer:
-        path = settings.data_dir / "audit-signing.key"
+        path = settings.audit_signing_key_file or settings.data_dir / "audit-signing.key"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             pem = Ed25519PrivateKey.generate().private_bytes(
