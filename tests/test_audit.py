@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,10 +173,9 @@ def test_a_missing_digest_topic_is_a_clear_message(settings: Settings, capsys: p
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_the_public_key_is_exported_for_auditors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from shared.cli import main
-
-    assert main(["audit", "public-key", "--data-dir", str(tmp_path)]) == 0
-    pem = capsys.readouterr().out
-    assert pem.startswith("-----BEGIN PUBLIC KEY-----")
+def test_the_public_key_is_exported_for_auditors(tmp_path: Path) -> None:
+    # Run as the operator does (a separate process: `consult` configures the process's logging).
+    done = subprocess.run([sys.executable, "-m", "shared.cli", "audit", "public-key", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.startswith("-----BEGIN PUBLIC KEY-----")
     assert oct((tmp_path / "audit-signing.key").stat().st_mode & 0o777) == "0o600"
