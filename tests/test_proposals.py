@@ -271,8 +271,9 @@ def test_a_proposal_becomes_a_topic_through_kafka_and_a_refusal_comes_back(syste
     assert (created["source"], created["proposal_id"], created["title"]) == ("proposal", proposal_id, "城乡公交一体化")
     refused(system, f"/proposals/{proposal_id}/conversion", {"converted_by": "县政协"}, 409, "already_converted")
     # The topic's trace starts with the proposal.
-    trace = wait_for(lambda: (t := system.trace(topic_id)) and "ProposalTopicLinked" in {s["type"] for s in t} and t,
-                     30, "the topic's trace")
+    # Each service's steps reach the trace through their own topic: wait for the catalog's and the proposal's.
+    trace = wait_for(lambda: (t := system.trace(topic_id)) and {"ProposalTopicLinked", "TopicProposed"} <= {
+        s["type"] for s in t} and t, 30, "the topic's trace")
     types = [s["type"] for s in trace]
     assert types[0] == "ProposalSubmitted" and types.index("TopicProposed") > types.index("ProposalConverted")
     assert "ProposalConversionRefused" in types
