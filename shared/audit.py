@@ -63,11 +63,11 @@ async def _publish(settings: Settings, digests: list[dict[str, Any]]) -> None:
         await producer.stop()
 
 
-async def _read(settings: Settings) -> list[dict[str, Any]] | None:
-    """Every digest on the audit topic; None when the topic does not exist."""
+async def _records(settings: Settings, topic: str, deadline: float | None = None) -> list[bytes] | None:
+    """Every record value on ``topic`` from the beginning (None when the topic does not exist),
+    read until the topic stays quiet, or until ``deadline`` seconds have passed."""
     from aiokafka import AIOKafkaConsumer
 
-    topic = settings.topic(AUDIT_TOPIC)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False, request_timeout_ms=5000)
     await consumer.start()
@@ -75,20 +75,30 @@ async def _read(settings: Settings) -> list[dict[str, Any]] | None:
         if topic not in await consumer.topics():
             return None
         consumer.subscribe([topic])
-        found: list[dict[str, Any]] = []
-        idle, deadline = 0, time.monotonic() + 15
-        while idle < 3 and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
+        values: list[bytes] = []
+        idle, stop = 0, time.monotonic() + deadline if deadline else None
+        while idle < 3 and (stop is None or time.monotonic() < stop):
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
             records = [r for rs in batch.values() for r in rs]
             idle = 0 if records else idle + 1
-            for record in records:
-                try:
-                    found.append(json.loads(record.value))
-                except (TypeError, ValueError):
-                    continue  # not a digest: verify says what it checked, not what it skipped
-        return found
+            values += [r.value or b"" for r in records]
+        return values
     finally:
         await consumer.stop()
+
+
+async def _read(settings: Settings) -> list[dict[str, Any]] | None:
+    """Every digest on the audit topic; None when the topic does not exist."""
+    values = await _records(settings, settings.topic(AUDIT_TOPIC), deadline=15)
+    if values is None:
+        return None
+    found: list[dict[str, Any]] = []
+    for value in values:
+        try:
+            found.append(json.loads(value))
+        except (TypeError, ValueError):
+            continue  # not a digest: verify says what it checked, not what it skipped
+    return found
 
 
 def seal(settings: Settings, names: list[str], digests_file: Path | None) -> int:
@@ -147,29 +157,16 @@ def check(settings: Settings, names: list[str], digests_file: Path | None, publi
 
 async def _topic_events(settings: Settings, service: str) -> list[CloudEvent]:
     """A service's events as its Kafka topic holds them: genuine ones, once each, in log order."""
-    from aiokafka import AIOKafkaConsumer
     from pydantic import ValidationError
 
-    topic = settings.topic(SERVICE_TOPICS[service])
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
     events: dict[str, CloudEvent] = {}
-    try:
-        idle = 0
-        while idle < 3:
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            records = [r for rs in batch.values() for r in rs]
-            idle = 0 if records else idle + 1
-            for record in records:
-                try:
-                    event = CloudEvent.model_validate_json(record.value or b"")
-                except ValidationError:
-                    continue
-                if origin_problem(event, frozenset(SERVICE_TOPICS), service) is None:
-                    events[event.id] = event  # a republished copy is the same event
-    finally:
-        await consumer.stop()
+    for value in await _records(settings, settings.topic(SERVICE_TOPICS[service])) or []:
+        try:
+            event = CloudEvent.model_validate_json(value)
+        except ValidationError:
+            continue
+        if origin_problem(event, frozenset(SERVICE_TOPICS), service) is None:
+            events[event.id] = event  # a republished copy is the same event
     return sorted(events.values(), key=lambda e: e.sequence)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.books import TopicBook, known_session, known_topic  # noqa: F401 - used as q.* by the API
 from shared.config import SERVICE_TOPICS
-from shared.deadlines import close_deadline, elapsed, open_deadlines, put_deadline
+from shared.deadlines import close_deadline, elapsed, put_deadline
 from shared.envelope import CloudEvent
 from shared.projection import UnprocessableEvent, ViewProjection, existing, need, update
 from shared.stores import ViewStore, ViewTransaction

@@ -8,11 +8,11 @@ many places the scheduler runs.
 
 from __future__ import annotations
 
+from shared.deadlines import open_deadlines
 from shared.jobs import deadline_scheduler as scheduler
 from shared.service import Service
 
 from services.feedback.application import FeedbackApplication
-from services.feedback.projections import open_deadlines
 
 
 def record_missed(service: Service) -> list[tuple[str, str]]:

@@ -238,8 +238,7 @@ def routes(service: Service) -> APIRouter:
     @r.post("/{proposal_id}/handling-consultation",
             summary="Consultation with the proposer (批办, 现场, 联合, 面对面): required before the reply")
     async def consult(proposal_id: str, body: ConsultationIn) -> dict[str, Any]:
-        unit = body.unit or ((await run(app.proposal, proposal_id)).assignment or {}).get("lead_unit") or ""
-        await run(app.consult, proposal_id, body.mode, body.held_on, body.proposer_view, unit)
+        await run(app.consult, proposal_id, body.mode, body.held_on, body.proposer_view, body.unit)
         return await record(proposal_id)
 
     @r.post("/{proposal_id}/reply", summary="The lead unit's reply (答复): category A, B or C")
@@ -249,9 +248,7 @@ def routes(service: Service) -> APIRouter:
 
     @r.post("/{proposal_id}/rating", summary="The proposer rates the reply; unsatisfied reopens handling once")
     async def rate(proposal_id: str, body: RatingIn) -> dict[str, Any]:
-        proposal = await run(app.proposal, proposal_id)
-        rated_by = body.rated_by or proposal.submitted_by
-        await run(app.rate, proposal_id, body.rating, body.comment, rated_by)
+        await run(app.rate, proposal_id, body.rating, body.comment, body.rated_by)
         return await record(proposal_id)
 
     @r.post("/{proposal_id}/conversion", status_code=202,

@@ -81,13 +81,13 @@ class ProposalsApplication(ServiceApplication):
     def co_unit_view(self, proposal_id: str, unit: str, view: str) -> None:
         self._act(proposal_id, "send_co_unit_view", unit, view, self.clock.today())
 
-    def consult(self, proposal_id: str, mode: str, held_on: date, proposer_view: str, unit: str) -> None:
+    def consult(self, proposal_id: str, mode: str, held_on: date, proposer_view: str, unit: str | None) -> None:
         self._act(proposal_id, "consult", mode, held_on, proposer_view, unit, self.clock.today())
 
     def reply(self, proposal_id: str, category: str, content: str, unit: str) -> None:
         self._act(proposal_id, "reply", category, content, unit, self.clock.today())
 
-    def rate(self, proposal_id: str, rating: str, comment: str | None, rated_by: str) -> None:
+    def rate(self, proposal_id: str, rating: str, comment: str | None, rated_by: str | None) -> None:
         self._act(proposal_id, "rate", rating, comment, rated_by, self.clock.today(), self.calendar,
                   self.settings.proposal_rehandling_working_days)
 

@@ -289,9 +289,11 @@ class Proposal(Aggregate):
     def _co_unit_view(self, unit: str, view: str, sent_on: str, round: int) -> None:
         self.co_unit_views[unit] = {"unit": unit, "view": view, "sent_on": sent_on, "round": round}
 
-    def consult(self, mode: str, held_on: date, proposer_view: str, unit: str, today: date) -> None:
-        """Consultation with the proposer (沟通协商), the step no reply may skip (000 五(三))."""
+    def consult(self, mode: str, held_on: date, proposer_view: str, unit: str | None, today: date) -> None:
+        """Consultation with the proposer (沟通协商), the step no reply may skip (000 五(三));
+        held by the lead unit unless ``unit`` names a co-unit."""
         assignment = self._require_handling("A handling consultation")
+        unit = unit or assignment["lead_unit"]
         if unit != assignment["lead_unit"] and unit not in assignment["co_units"]:
             raise Refused(f"{unit} does not handle this proposal.", rule="not_a_handling_unit")
         start = date.fromisoformat(self.deadlines["reply"]["from"])
@@ -349,11 +351,13 @@ class Proposal(Aggregate):
                                  "answered_on": answered_on, "on_time": on_time}
         self.deadlines["reply"]["met_on"] = answered_on
 
-    def rate(self, rating: str, comment: str | None, rated_by: str, today: date, calendar: WorkingCalendar,
-             rehandling_days: int) -> None:
+    def rate(self, rating: str, comment: str | None, rated_by: str | None, today: date,
+             calendar: WorkingCalendar, rehandling_days: int) -> None:
+        """By a proposer; the first proposer (or the collective body) if ``rated_by`` is not given."""
         if self.status != "replied":
             raise Refused(f"The proposer rates the reply once it is given; this proposal is {self.status}.",
                           rule="not_replied")
+        rated_by = rated_by or self.submitted_by
         if rated_by != self.submitted_by and rated_by not in {p["name"] for p in self.proposers}:
             raise Refused(f"The proposer rates the reply; {rated_by} is not a proposer of this proposal.",
                           rule="not_a_proposer")
