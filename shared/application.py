@@ -130,9 +130,16 @@ class ServiceApplication(Application[UUID]):
             data=data,
             topicid=topic_id,
             sequence=notification.id,
-            actor=str(data[actor_field]) if actor_field and data.get(actor_field) else None,
+            actor=self.actor_of(data, actor_field),
             version=domain_event.originator_version,
         )
+
+    @staticmethod
+    def actor_of(data: dict[str, Any], actor_field: str | None) -> str | None:
+        """Who did it: the sender on the e-government bus for what came that way
+        (``received_via``), else the event's own actor field."""
+        actor = data.get("received_via") or (data.get(actor_field) if actor_field else None)
+        return str(actor) if actor else None
 
     #: Fields of an aggregate's first event that its later events are read with
     #: (the topic it belongs to; whether its text is confidential, say).

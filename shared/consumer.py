@@ -49,6 +49,22 @@ async def dead_letter(
     )
 
 
+def subscribe(broker: KafkaBroker, settings: Settings, topics: tuple[str, ...], group_id: str) -> Any:
+    """A consumer-group subscriber as every consumer here needs it: earliest offset for a
+    new group, and an offset committed only after the handler returned (a handler that
+    raises gets the message again), never FastStream's at-most-once default."""
+    return broker.subscriber(
+        *(settings.topic(t) for t in topics),
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(250, settings.kafka_session_timeout_ms // 4),
+        max_poll_interval_ms=60_000,
+        title=group_id,
+    )
+
+
 def attach(
     broker: KafkaBroker, settings: Settings, projection: ViewProjection | Reaction, group_id: str
 ) -> Any:
@@ -62,16 +78,7 @@ def attach(
     services = frozenset(SERVICE_TOPICS)
     publisher_of = {settings.topic(topic): service for service, topic in SERVICE_TOPICS.items()}
 
-    subscriber = broker.subscriber(
-        *(settings.topic(t) for t in projection.kafka_topics),
-        group_id=group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=max(250, settings.kafka_session_timeout_ms // 4),
-        max_poll_interval_ms=60_000,
-        title=f"{group_id}",
-    )
+    subscriber = subscribe(broker, settings, projection.kafka_topics, group_id)
 
     @subscriber
     async def consume(message: KafkaMessage) -> None:
@@ -109,8 +116,8 @@ def attach(
     return subscriber
 
 
-def consumer_state(subscriber: Any, projection: ViewProjection | Reaction, group_id: str) -> dict[str, Any]:
-    """One Kafka-fed projection as ``health`` shows it."""
+def consumer_state(subscriber: Any, projection: Any, group_id: str) -> dict[str, Any]:
+    """One Kafka consumer (a view, a reaction, the inbound intake) as ``health`` shows it."""
     consumer = getattr(subscriber, "consumer", None)
     tasks = getattr(subscriber, "tasks", [])
     running = bool(getattr(subscriber, "running", False)) and consumer is not None and all(

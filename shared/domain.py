@@ -91,3 +91,21 @@ def glossed(cls: E) -> E:
                        for member in cls)
     cls.__doc__ = f"{(cls.__doc__ or cls.__name__).strip()}\n\n{listed}"
     return cls
+
+
+def evolve(event_class: type, *added: dict[str, object]) -> None:
+    """Give a stored event new fields without rewriting history (docs/schema-evolution.md).
+
+    Each mapping in ``added`` is one version step: ``evolve(E, {"x": None})`` makes
+    ``E.class_version`` 2, and an event stored at version 1 is read (upcast) with
+    ``x = None``. Old and new events then read, and publish, in the same shape.
+    eventsourcing records ``class_version`` with each new event and calls
+    ``upcast_vN_vN+1(state)`` on older ones when it reads them.
+    """
+    for step, defaults in enumerate(added, start=1):
+        def upcast(state: dict[str, object], defaults: dict[str, object] = defaults) -> None:
+            for name, value in defaults.items():
+                state.setdefault(name, value)
+
+        setattr(event_class, f"upcast_v{step}_v{step + 1}", staticmethod(upcast))
+    event_class.class_version = len(added) + 1  # type: ignore[attr-defined]

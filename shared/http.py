@@ -52,7 +52,8 @@ _HTTP_RULES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large
                415: "unsupported_media_type"}
 
 
-def _error(e: dict[str, Any]) -> dict[str, Any]:
+def field_error(e: dict[str, Any]) -> dict[str, Any]:
+    """One pydantic error as the contract names it: field, rule, message."""
     if e.get("type") == "json_invalid":
         # FastAPI puts the character position where the field would be.
         position = e.get("loc", ("body", "?"))[-1]
@@ -153,7 +154,7 @@ def install_error_handlers(app: FastAPI, max_body: int) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [_error(e) for e in exc.errors()]
+        errors = [field_error(e) for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return JSONResponse(
             status_code=422,

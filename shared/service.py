@@ -21,6 +21,7 @@ from shared.clock import Clock
 from shared.config import AUDIT_TOPIC, Settings
 from shared.consumer import attach, consumer_state
 from shared.follower import LogFollower, ProjectionFollower
+from shared.inbound import DESK, InboundCommand, Intake, attach_intake
 from shared.ledger import LedgerFollower
 from shared.kafka import ensure_topics, make_broker
 from shared.relay import Relay
@@ -47,6 +48,8 @@ class ServiceSpec:
     reactions: tuple[type[Reaction], ...] = ()
     #: Background jobs started with the service: ``job(service) -> coroutine``.
     jobs: tuple[Callable[[Service], Any], ...] = field(default=())
+    #: Commands from the e-government bus this service takes in (``shared.inbound``).
+    inbound: Callable[[Service], dict[str, InboundCommand]] | None = None
 
 
 class Service:
@@ -71,6 +74,10 @@ class Service:
             reaction = cls(self.app, self.views)
             group = self.group_id(cls.name)
             self.subscribers.append((reaction, group, attach(self.broker, settings, reaction, group)))
+        if spec.inbound is not None or spec.name == DESK:
+            intake = Intake(spec.name, self.app, self.views, spec.inbound(self) if spec.inbound else {})
+            group = self.group_id(intake.name)
+            self.subscribers.append((intake, group, attach_intake(self.broker, settings, intake, group)))
         self.relay = Relay(self.app, settings, self.broker)
         self.followers: list[LogFollower] = [
             ProjectionFollower(self.app, settings, self.projections[p.name])

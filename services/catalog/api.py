@@ -39,6 +39,11 @@ class TopicIn(Command):
         return self
 
 
+def topic_fields(body: TopicIn) -> dict[str, Any]:
+    """A proposed topic as the application takes it (HTTP and the bus's ``ProposeTopic``)."""
+    return {**body.model_dump(), "proposal_id": str(body.proposal_id) if body.proposal_id else None}
+
+
 class ScreeningIn(Command):
     decision: Literal["accepted", "rejected"]
     screened_by: Name
@@ -127,9 +132,7 @@ def routes(service: Service) -> APIRouter:
 
     @r.post("/topics", status_code=201, response_model=Created, summary="Propose a topic (议题征集)")
     async def propose_topic(body: TopicIn) -> Created:
-        fields = body.model_dump()
-        fields["proposal_id"] = str(body.proposal_id) if body.proposal_id else None
-        return Created(id=await run(app.propose_topic, **fields))
+        return Created(id=await run(app.propose_topic, **topic_fields(body)))
 
     @r.post("/topics/{topic_id}/screening", summary="Screen a topic (会商): accept or reject with reason")
     async def screen_topic(topic_id: str, body: ScreeningIn) -> dict[str, Any]:

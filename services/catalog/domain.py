@@ -11,7 +11,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from shared.domain import Refused, glossed, require_reason, stable_names
+from shared.domain import Refused, evolve, glossed, require_reason, stable_names
 from shared.forms import ContentType, check_form, current_plan_kind
 
 
@@ -135,11 +135,15 @@ class Topic(Aggregate):
     """A consultation topic (协商议题), from proposal through screening (会商)."""
 
     @staticmethod
-    def create_id(proposal_id: str | None = None) -> UUID:
+    def create_id(proposal_id: str | None = None, received_via: str | None = None,
+                  inbound_id: str | None = None) -> UUID:
         """A proposal becomes one topic: its id is derived from the proposal's, so a
-        conversion delivered twice finds the topic there already."""
+        conversion delivered twice finds the topic there already. A topic sent over the
+        e-government bus derives its id from the sender and its message id, for the same reason."""
         if proposal_id:
             return uuid5(NAMESPACE_URL, f"consultation:catalog:topic-of-proposal:{proposal_id}")
+        if received_via and inbound_id:
+            return uuid5(NAMESPACE_URL, f"consultation:catalog:topic-of-inbound:{received_via}\n{inbound_id}")
         return uuid4()
 
     @event("TopicProposed")
@@ -152,6 +156,8 @@ class Topic(Aggregate):
         content_type: str,
         proposal_id: str | None = None,
         proposer_kind: str = "body",
+        received_via: str | None = None,
+        inbound_id: str | None = None,
     ):
         self.title = title
         self.description = description
@@ -161,6 +167,9 @@ class Topic(Aggregate):
         self.proposer_kind = ProposerKind(proposer_kind)
         self.content_type = ContentType(content_type)
         self.proposal_id = proposal_id
+        #: The sender on the e-government bus (CloudEvent source) and its message id, if it came so.
+        self.received_via = received_via
+        self.inbound_id = inbound_id
         self.status = "proposed"
         self.screened_by: str | None = None
         self.reason: str | None = None
@@ -196,6 +205,11 @@ class Topic(Aggregate):
                 "(会商通过) can be placed in a plan.",
                 rule="topic_not_accepted",
             )
+
+
+# Version 2 (2026-12): a topic proposed over the e-government bus names its sender and
+# message id. Stored version-1 events are read with neither (docs/schema-evolution.md).
+evolve(Topic.TopicProposed, {"received_via": None, "inbound_id": None})
 
 
 @stable_names(

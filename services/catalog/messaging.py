@@ -1,6 +1,7 @@
 """Catalog on Kafka: publishes every event to ``consultation.catalog.v1`` (via the relay)
 and ``PlanPublished`` to ``consultation.outcomes.v1``; turns converted proposals, read
-from ``consultation.proposals.v1``, into topics (``ProposalConversions``)."""
+from ``consultation.proposals.v1``, into topics (``ProposalConversions``); takes in
+topics proposed over the e-government bus (public solicitation, ``inbound``)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pydantic import ValidationError
 
 from shared.config import SERVICE_TOPICS
 from shared.envelope import CloudEvent
+from shared.inbound import InboundCommand, Sender
 from shared.reactions import Reaction
 
-from services.catalog.api import TopicIn
+from services.catalog.api import TopicIn, topic_fields
 from services.catalog.application import CatalogApplication
+from services.catalog.domain import Topic
 
 TOPIC = SERVICE_TOPICS["catalog"]
 
@@ -45,6 +48,20 @@ class ProposalConversions(Reaction):
                 e.subject, attempt, first["type"],
                 f"The catalog cannot take this proposal as a topic: {field} {first['msg']}.")
         return self.app.topic_from_proposal(**{**topic.model_dump(), "proposal_id": e.subject})
+
+
+def inbound(service: Any) -> dict[str, InboundCommand]:
+    """``ProposeTopic``: a topic put forward on a public-solicitation platform (向社会公开征集),
+    checked exactly like ``POST /catalog/topics``."""
+    app: CatalogApplication = service.app
+
+    def propose(body: TopicIn, sender: Sender) -> str:
+        return app.propose_topic(**topic_fields(body), received_via=sender.source, inbound_id=sender.id)
+
+    return {"ProposeTopic": InboundCommand(
+        TopicIn, propose,  # type: ignore[arg-type]
+        created=lambda s: Topic.create_id(received_via=s.source, inbound_id=s.id),
+        summary="POST /catalog/topics: propose a topic (议题征集)")}
 
 
 KAFKA_PROJECTIONS: tuple = ()

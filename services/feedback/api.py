@@ -15,6 +15,7 @@ from shared.domain import NotFound
 from shared.fields import Day, Flag, IdNumber, Line, Name, Phone, Score, Text, items
 from shared.http import ERROR_RESPONSES, Command, Created
 from shared.service import Service
+from shared.stores import ViewStore
 
 from services.feedback import projections as q
 from services.feedback.application import FeedbackApplication
@@ -111,6 +112,19 @@ class OpinionIn(Command):
         if v is not None and "channel" in info.data and not _grassroots(info):
             raise PydanticCustomError("grassroots_only", "only grassroots items are classed")
         return v
+
+
+def submit_opinion(app: FeedbackApplication, views: ViewStore, body: OpinionIn,
+                   received_via: str | None = None, inbound_id: str | None = None) -> tuple[str, str]:
+    """Submit an opinion: ``POST /feedback/opinions``, and the bus's ``SubmitOpinion``."""
+    topic_id = str(body.topic_id) if body.topic_id else None
+    session_id = str(body.session_id) if body.session_id else None
+    topic = q.known_topic(views, topic_id) if topic_id else None
+    session = q.known_session(views, session_id) if session_id else None
+    fields = body.model_dump(exclude={"topic_id", "session_id", "author"})
+    return app.submit_opinion(body.author.model_dump(), topic=topic, session=session, topic_id=topic_id,
+                              session_id=session_id, received_via=received_via, inbound_id=inbound_id,
+                              **fields)
 
 
 class OpinionCreated(Created):
@@ -260,14 +274,7 @@ def routes(service: Service) -> APIRouter:
     @r.post("/opinions", status_code=201, response_model=OpinionCreated,
             summary="Submit an opinion (意见建议) or a grassroots item (开单)")
     async def submit(body: OpinionIn) -> OpinionCreated:
-        topic_id = str(body.topic_id) if body.topic_id else None
-        session_id = str(body.session_id) if body.session_id else None
-        topic = await run(q.known_topic, views, topic_id) if topic_id else None
-        session = await run(q.known_session, views, session_id) if session_id else None
-        fields = body.model_dump(exclude={"topic_id", "session_id", "author"})
-        opinion_id, ref = await run(
-            app.submit_opinion, body.author.model_dump(), topic=topic, session=session,
-            topic_id=topic_id, session_id=session_id, **fields)
+        opinion_id, ref = await run(submit_opinion, app, views, body)
         return OpinionCreated(id=opinion_id, author_ref=ref)
 
     @r.get("/opinions/{opinion_id}", summary="One opinion: the official record, with its rounds")

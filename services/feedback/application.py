@@ -130,10 +130,11 @@ class FeedbackApplication(ServiceApplication):
             return False
         return True
 
-    def escalate(self, opinion_id: str, to: str, tier: str, escalated_by: str, reason: str) -> None:
+    def escalate(self, opinion_id: str, to: str, tier: str, escalated_by: str, reason: str,
+                 received_via: str | None = None, inbound_id: str | None = None) -> None:
         opinion = self.get(Opinion, opinion_id)
         opinion.escalate(to, tier, escalated_by, reason, self.clock.today(), self.calendar,
-                         self.settings.answer_working_days)
+                         self.settings.answer_working_days, received_via, inbound_id)
         self.save(opinion)
 
     def answer(self, opinion_id: str, disposition: str, reason: str | None, answered_by: str) -> None:

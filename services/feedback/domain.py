@@ -19,7 +19,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from shared.deadlines import due as _due, overdue as _overdue
-from shared.domain import Refused, glossed, require_reason, stable_names
+from shared.domain import Refused, evolve, glossed, require_reason, stable_names
 from shared.workdays import WorkingCalendar
 
 #: "起草部门应当自政策性文件印发之日起20个工作日内进行政策解读" (004 干群面对面恳谈宣讲机制 2).
@@ -262,6 +262,8 @@ class Opinion(Aggregate):
         calendar: WorkingCalendar,
         answer_days: int,
         proposal_id: str | None = None,
+        received_via: str | None = None,
+        inbound_id: str | None = None,
     ) -> Opinion:
         """Record an opinion on a topic the catalog accepted (``topic``: what the service
         learned of it), optionally in one of its sessions; or a grassroots item."""
@@ -273,14 +275,19 @@ class Opinion(Aggregate):
             content=mask_identifiers(content, person), confidential=confidential,
             responsible=responsible, submitted_on=today.isoformat(),
             answer_due=_due(calendar, today, answer_days), proposal_id=proposal_id,
+            received_via=received_via, inbound_id=inbound_id,
         )
 
     @staticmethod
-    def create_id(proposal_id: str | None = None) -> UUID:
+    def create_id(proposal_id: str | None = None, received_via: str | None = None,
+                  inbound_id: str | None = None) -> UUID:
         """A proposal turned into an opinion (转为意见) is one opinion, however often the
-        proposals service's event is delivered: its id derives from the proposal's."""
+        proposals service's event is delivered: its id derives from the proposal's. One
+        sent over the e-government bus derives from the sender and its message id."""
         if proposal_id:
             return uuid5(NAMESPACE_URL, f"consultation:feedback:opinion-of-proposal:{proposal_id}")
+        if received_via and inbound_id:
+            return uuid5(NAMESPACE_URL, f"consultation:feedback:opinion-of-inbound:{received_via}\n{inbound_id}")
         return uuid4()
 
     @event("OpinionSubmitted")
@@ -288,7 +295,8 @@ class Opinion(Aggregate):
                  platform_level: str | None, platform: str | None, category: str | None,
                  author_ref: str, author_sealed: str, organization: str | None, content: str,
                  confidential: bool, responsible: str, submitted_on: str, answer_due: dict[str, Any],
-                 proposal_id: str | None = None):
+                 proposal_id: str | None = None, received_via: str | None = None,
+                 inbound_id: str | None = None):
         self.topic_id = topic_id
         self.session_id = session_id
         self.channel = channel
@@ -304,6 +312,9 @@ class Opinion(Aggregate):
         self.submitted_on = submitted_on
         #: The proposal whose review turned it into this opinion (转为意见), if any.
         self.proposal_id = proposal_id
+        #: The sender on the e-government bus (CloudEvent source) and its message id, if it came so.
+        self.received_via = received_via
+        self.inbound_id = inbound_id
         self.status = "open"
         self.round = 1
         self.rounds: list[dict[str, Any]] = [{"round": 1, "answer": None, "feedback": None,
@@ -317,7 +328,11 @@ class Opinion(Aggregate):
 
     # -- escalation (吹哨报到) ---------------------------------------------------------
     def escalate(self, to: str, tier: str, escalated_by: str, reason: str | None, today: date,
-                 calendar: WorkingCalendar, answer_days: int) -> None:
+                 calendar: WorkingCalendar, answer_days: int, received_via: str | None = None,
+                 inbound_id: str | None = None) -> None:
+        if inbound_id and any(e.get("received_via") == received_via and e.get("inbound_id") == inbound_id
+                              for e in self.escalations):
+            return  # the bus sent this escalation before: it is recorded already
         if self.channel != Channel.grassroots:
             raise Refused("Only grassroots items (说事平台) are escalated (吹哨报到, 004 三(二)3); "
                           f"this opinion came by {self.channel}.", rule="not_grassroots")
@@ -333,15 +348,18 @@ class Opinion(Aggregate):
                        reason=require_reason(reason, "Escalating an item"),
                        from_level=self.platform_level, to_level=to_level.value,
                        escalated_on=today.isoformat(),
-                       answer_due=_due(calendar, today, answer_days, self.round))
+                       answer_due=_due(calendar, today, answer_days, self.round),
+                       received_via=received_via, inbound_id=inbound_id)
 
     @event("OpinionEscalated")
     def _escalate(self, to: str, tier: str, escalated_by: str, reason: str, from_level: str,
-                  to_level: str, escalated_on: str, answer_due: dict[str, Any]) -> None:
+                  to_level: str, escalated_on: str, answer_due: dict[str, Any],
+                  received_via: str | None = None, inbound_id: str | None = None) -> None:
         """The escalated-to body must answer (队伍报道 / 部门报道), on a fresh window."""
         self.escalations.append({"to": to, "tier": tier, "escalated_by": escalated_by, "reason": reason,
                                  "from_level": from_level, "to_level": to_level,
-                                 "escalated_on": escalated_on})
+                                 "escalated_on": escalated_on, "received_via": received_via,
+                                 "inbound_id": inbound_id})
         self.platform_level = to_level
         self.responsible = to
         previous = self.deadlines["answer"]
@@ -434,6 +452,12 @@ class Opinion(Aggregate):
     def _missed(self, step: str, round: int, due: str, detected_on: str, detected_by: str,
                 department: str) -> None:
         self.deadlines[step]["missed_on"] = detected_on
+
+
+# Version 2 of both (2026-12): what came over the e-government bus names its sender and
+# message id. Stored version-1 events are read with neither (docs/schema-evolution.md).
+evolve(Opinion.OpinionSubmitted, {"received_via": None, "inbound_id": None})
+evolve(Opinion.OpinionEscalated, {"received_via": None, "inbound_id": None})
 
 
 @stable_names("feedback", actors={"AuthorErased": "requested_by"})

@@ -2,21 +2,28 @@
 without personal data or confidential text; answers, feedback, topic results and
 post-evaluations of public matters to ``consultation.outcomes.v1``; learns topics and
 sessions from the catalog's and sessions' topics (``TopicBook``); follows every
-service's topic into the trace; and takes in proposals turned into opinions
-(``ProposalOpinions``)."""
+service's topic into the trace; takes in proposals turned into opinions
+(``ProposalOpinions``); and takes in opinions and escalations of grassroots items
+(开单) from the e-government bus (``inbound``), answering as well the bus's commands
+that no service claims (``shared.inbound``)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from uuid import UUID
+
 from shared.config import SERVICE_TOPICS
+from shared.inbound import InboundCommand, Sender
 from shared.envelope import CloudEvent
 from shared.projection import UnprocessableEvent
 from shared.domain import Refused
 from shared.reactions import Reaction
 
+from services.feedback.api import EscalationIn, OpinionIn, submit_opinion
 from services.feedback.application import FeedbackApplication
+from services.feedback.domain import Opinion
 from services.feedback.projections import TopicBook, Trace, known_topic
 
 TOPIC = SERVICE_TOPICS["feedback"]
@@ -46,6 +53,35 @@ class ProposalOpinions(Reaction):
                 e.subject, topic, topic_id, d["addressed_to"], dict(d["author"]), d["title"], d["content"])
         except Refused as refused:
             raise UnprocessableEvent(f"the proposal's opinion was refused: {refused.message}") from refused
+
+
+class InboundEscalation(EscalationIn):
+    """``EscalateItem``: the platform escalates an item it opened (开单) one tier up."""
+
+    opinion_id: UUID
+
+
+def inbound(service: Any) -> dict[str, InboundCommand]:
+    """The bus's commands feedback takes in: the same models and rules as the HTTP routes."""
+    app: FeedbackApplication = service.app
+
+    def submit(body: OpinionIn, sender: Sender) -> str:
+        return submit_opinion(app, service.views, body, received_via=sender.source, inbound_id=sender.id)[0]
+
+    def escalate(body: InboundEscalation, sender: Sender) -> str:
+        app.escalate(str(body.opinion_id), body.to, body.tier, body.escalated_by, body.reason,
+                     received_via=sender.source, inbound_id=sender.id)
+        return str(body.opinion_id)
+
+    return {
+        "SubmitOpinion": InboundCommand(
+            OpinionIn, submit,  # type: ignore[arg-type]
+            created=lambda s: Opinion.create_id(received_via=s.source, inbound_id=s.id),
+            summary="POST /feedback/opinions: an opinion, or a grassroots item (开单)"),
+        "EscalateItem": InboundCommand(
+            InboundEscalation, escalate,  # type: ignore[arg-type]
+            summary="POST /feedback/opinions/{opinion_id}/escalation (吹哨报到)"),
+    }
 
 
 KAFKA_PROJECTIONS = (TopicBook, Trace)
