@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -11,6 +12,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, Notification, RecordConflictError, Recording, StoredEvent
+from pydantic import BaseModel
 
 from shared.clock import Clock
 from shared.config import Settings
@@ -60,6 +62,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class OutcomeForm:
+    """A newer version of an outcome: its ``data`` model, made from the version-1 public form."""
+
+    model: type[BaseModel]
+    make: Callable[[CloudEvent], BaseModel]
+
+
 class ServiceApplication(Application[UUID]):
     """One service's event store, with the hooks its relay and projections follow."""
 
@@ -67,6 +77,14 @@ class ServiceApplication(Application[UUID]):
     service: str = ""
     #: Event names also published to ``consultation.outcomes.v1`` for other departments.
     outcomes: frozenset[str] = frozenset()
+    #: Event fields that never leave the store (``redact`` drops them): not in the contract.
+    withheld: frozenset[str] = frozenset()
+    #: Event fields ``redact`` may publish empty (text of a confidential matter, say).
+    nullable: frozenset[str] = frozenset()
+    #: Per outcome, the fields its public form leaves out.
+    outcome_withheld: dict[str, frozenset[str]] = {}
+    #: Per outcome, newer versions published beside version 1 (docs/schema-evolution.md).
+    outcome_versions: dict[str, dict[int, OutcomeForm]] = {}
 
     def __init__(self, settings: Settings, clock: Clock | None = None):
         self.settings = settings
@@ -174,9 +192,31 @@ class ServiceApplication(Application[UUID]):
         return data
 
     def outcome(self, event: CloudEvent) -> CloudEvent | None:
-        """The public form of an outcome event; override to drop internal fields,
-        or return None to keep this one off the outcome topic (a confidential matter)."""
-        return event
+        """The public form (version 1) of an outcome event, without ``outcome_withheld``;
+        override to return None to keep one off the outcome topic (a confidential matter)."""
+        dropped = self.outcome_withheld.get(event.name)
+        if not dropped:
+            return event
+        return event.model_copy(update={"data": {k: v for k, v in event.data.items() if k not in dropped}})
+
+    def outcome_forms(self, event: CloudEvent) -> list[CloudEvent]:
+        """What the outcome topic carries for ``event``: its public form, and each newer
+        version of it; version 1 of a type with a newer one only until
+        ``CONSULT_OUTCOMES_V1_UNTIL`` (the transition window)."""
+        if event.name not in self.outcomes:
+            return []
+        public = self.outcome(event)
+        if public is None:
+            return []
+        newer = self.outcome_versions.get(event.name, {})
+        forms = [public] if not newer or self.clock.today() <= self.settings.outcomes_v1_until else []
+        for version, form in sorted(newer.items()):
+            forms.append(public.model_copy(update={
+                "id": event_id(self.service, public.subject, public.version or 0, form=version),
+                "type": f"consultation.{self.service}.{public.name}.v{version}",
+                "data": form.make(public).model_dump(mode="json"),
+            }))
+        return forms
 
     def envelopes(self, notifications: Iterable[Notification]) -> list[CloudEvent]:
         return [self.envelope(n) for n in notifications]

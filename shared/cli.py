@@ -149,6 +149,21 @@ def audit(args: argparse.Namespace) -> int:
     return auditing.command(args, settings)
 
 
+def docs(args: argparse.Namespace) -> int:
+    """``consult docs``: write the published contract from the code (``shared.contract``)."""
+    from shared.contract import write
+
+    stale = write(check=args.check)
+    for path in stale:
+        print(f"{'differs from the code' if args.check else 'written'}: {path}")
+    if args.check and stale:
+        print("Regenerate with `consult docs` (or `.venv/bin/consult docs`) and commit the result.")
+        return 1
+    if not stale:
+        print("docs/ matches the code")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="consult", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_relay.add_argument("--note", help="with resolve: how the event was handled")
     p_relay.add_argument("--data-dir", default=None)
     p_relay.set_defaults(func=relay)
+    p_docs = commands.add_parser(
+        "docs", help="write docs/asyncapi.yaml and docs/openapi/*.json from the code",
+        description="The AsyncAPI 3 document of every Kafka topic and the OpenAPI document of every "
+                    "service, generated from the code. --check only compares, and exits 1 on a difference.")
+    p_docs.add_argument("--check", action="store_true")
+    p_docs.set_defaults(func=docs)
     from shared.audit import add_parser as add_audit
 
     add_audit(commands, {"func": audit})

@@ -8,6 +8,7 @@ services against PostgreSQL and a Kafka cluster.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -106,6 +107,9 @@ class Settings(BaseSettings):
     #: Largest stored event, in bytes: a command that would record more is refused (422),
     #: so every accepted event fits in a Kafka message (``kafka_max_message_bytes``).
     max_event_bytes: int = 524_288
+    #: The last day version 1 of an outcome type that has a newer version is published
+    #: beside it (docs/schema-evolution.md: at least six months after the newer one).
+    outcomes_v1_until: date = date(2027, 6, 30)
     #: Largest message the relays send (aiokafka ``max_request_size``; Kafka's default
     #: broker limit is about 1 MiB). A stored event whose envelope exceeds it is parked.
     kafka_max_message_bytes: int = Field(1_048_576, validation_alias="KAFKA_MAX_MESSAGE_BYTES")

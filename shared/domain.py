@@ -34,6 +34,10 @@ class NotFound(Exception):
     """An id that names nothing this service holds (HTTP 404)."""
 
 
+#: Every event class of each service, by name: what the published contract documents.
+EVENTS: dict[str, dict[str, type]] = {}
+
+
 def stable_names(service: str, actors: dict[str, str] | None = None) -> Callable[[A], A]:
     """Give an aggregate and its events stored names that survive moving code.
 
@@ -45,6 +49,7 @@ def stable_names(service: str, actors: dict[str, str] | None = None) -> Callable
     actors = actors or {}
 
     def decorate(cls: A) -> A:
+        events = EVENTS.setdefault(service, {})
         cls.TOPIC = f"consultation.{service}.{cls.__name__}"
         register_topic(cls.TOPIC, cls)
         for name, obj in list(vars(cls).items()):
@@ -57,6 +62,7 @@ def stable_names(service: str, actors: dict[str, str] | None = None) -> Callable
                 obj.ACTOR = actors.get(name)
                 obj.SERVICE = service
                 register_topic(obj.TOPIC, obj)
+                events[name] = obj
         unknown = set(actors) - set(vars(cls))
         if unknown:
             raise TypeError(f"{cls.__name__}: actors named for unknown events {unknown}")

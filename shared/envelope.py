@@ -12,9 +12,14 @@ CONTENT_TYPE = "application/cloudevents+json"
 _ID_NAMESPACE = uuid.UUID("6f1c7a52-95d4-4b8e-9a57-3c1de0f1a0c1")
 
 
-def event_id(service: str, originator_id: str, version: int) -> str:
-    """Stable across re-publication: derived from what the store already identifies."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{service}/{originator_id}/{version}"))
+def event_id(service: str, originator_id: str, version: int, form: int = 1) -> str:
+    """Stable across re-publication: derived from what the store already identifies.
+
+    ``form`` > 1 names a newer version of an outcome published beside version 1: a
+    message of its own, with an id of its own (docs/schema-evolution.md).
+    """
+    suffix = f"/v{form}" if form > 1 else ""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{service}/{originator_id}/{version}{suffix}"))
 
 
 class CloudEvent(BaseModel):

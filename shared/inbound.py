@@ -35,14 +35,13 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.application import EventTooLarge, ServiceApplication
+from shared.application import EventTooLarge
 from shared.config import DEADLETTER_TOPIC, INBOUND_REPLIES_TOPIC, INBOUND_TOPIC, Settings
 from shared.consumer import dead_letter, subscribe
 from shared.domain import NotFound, Refused
 from shared.envelope import CONTENT_TYPE
 from shared.http import field_error
 from shared.logs import bind, get_logger
-from shared.stores import ViewStore
 
 #: Every command the bus may send, and the service that takes it in.
 COMMANDS: dict[str, str] = {
@@ -94,12 +93,12 @@ class InboundCommand:
 
     ``model`` checks ``data`` (the HTTP route's own body model, or one built on it).
     ``created`` gives the id a command from this sender would create, when it creates
-    one: if it exists, the command was taken in before. ``apply`` runs the command
-    (in a worker thread) and returns the id of what it created or changed.
+    one: if it exists, the command was taken in before. ``apply(service, body, sender)``
+    runs the command (in a worker thread) and returns the id of what it created or changed.
     """
 
     model: type[BaseModel]
-    apply: Callable[[BaseModel, Sender], str]
+    apply: Callable[[Any, Any, Sender], str]
     created: Callable[[Sender], uuid.UUID] | None = None
     summary: str = ""
 
@@ -159,18 +158,18 @@ def _refusal(error: ValidationError, prefix: str) -> dict[str, Any]:
 class Intake:
     """One service's consumer of the inbound topic (see the module's description)."""
 
-    def __init__(self, service: str, app: ServiceApplication, views: ViewStore,
-                 commands: dict[str, InboundCommand]):
-        unknown = {n for n in commands if COMMANDS.get(n) != service}
+    def __init__(self, service: Any, commands: dict[str, InboundCommand]):
+        unknown = {n for n in commands if COMMANDS.get(n) != service.name}
         if unknown:
-            raise TypeError(f"{service} takes in commands not registered to it in COMMANDS: {unknown}")
-        self.service, self.app, self.views, self.commands = service, app, views, commands
+            raise TypeError(f"{service.name} takes in commands not registered to it in COMMANDS: {unknown}")
+        self.running, self.app, self.commands = service, service.app, commands
+        self.service = service.name
         self.name = "inbound"
         self.kafka_topics = (INBOUND_TOPIC,)
-        self.desk = service == DESK
+        self.desk = self.service == DESK
         #: Commands answered (accepted or refused) by this service: for health.
         self.applied = 0
-        self.log = get_logger("inbound", service=service)
+        self.log = get_logger("inbound", service=self.service)
 
     def answer(self, value: bytes) -> InboundReply | str | None:
         """The reply to one message; a reason string for a dead letter; None if not ours."""
@@ -208,7 +207,7 @@ class Intake:
         except ValidationError as error:
             return reply(self.service, raw, "refused", **_refusal(error, "data"))
         try:
-            made = command.apply(body, sender)
+            made = command.apply(self.running, body, sender)
         except Refused as refused:
             return reply(self.service, raw, "refused", rule=refused.rule, message=refused.message)
         except NotFound as missing:

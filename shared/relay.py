@@ -221,8 +221,7 @@ class Relay(LogFollower):
     # -- publishing ------------------------------------------------------------------
     async def _send(self, event: CloudEvent) -> list[asyncio.Future[Any]]:
         futures = [await publish(self.broker, self.topic, event)]
-        public = self.app.outcome(event) if event.name in self.app.outcomes else None
-        if public is not None:
+        for public in self.app.outcome_forms(event):
             futures.append(await publish(self.broker, self.outcomes_topic, public))
         return futures
 

@@ -76,3 +76,24 @@ def serve(settings: Settings, names: Sequence[str], host: str, port: int) -> Non
 
     # log_config=None: uvicorn's own lines go through the structured logs (shared.logs).
     uvicorn.run(create_app(settings, names), host=host, port=port, log_level="warning", log_config=None)
+
+
+def openapi_of(name: str) -> dict:
+    """One service's OpenAPI document, as ``consult docs`` publishes it.
+
+    The routes are built by the running service, so it is assembled (on throwaway
+    SQLite stores, never started) and taken down again.
+    """
+    import asyncio
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=tmp, store="sqlite")
+        app = create_app(settings, [name])
+        try:
+            document = app.openapi()
+        finally:
+            for service in app.state.services.values():
+                asyncio.run(service.stop())
+    document["info"]["title"] = f"Public consultation (协商): {name}"
+    return document

@@ -49,7 +49,7 @@ class ServiceSpec:
     #: Background jobs started with the service: ``job(service) -> coroutine``.
     jobs: tuple[Callable[[Service], Any], ...] = field(default=())
     #: Commands from the e-government bus this service takes in (``shared.inbound``).
-    inbound: Callable[[Service], dict[str, InboundCommand]] | None = None
+    inbound: dict[str, InboundCommand] = field(default_factory=dict)
 
 
 class Service:
@@ -74,8 +74,8 @@ class Service:
             reaction = cls(self.app, self.views)
             group = self.group_id(cls.name)
             self.subscribers.append((reaction, group, attach(self.broker, settings, reaction, group)))
-        if spec.inbound is not None or spec.name == DESK:
-            intake = Intake(spec.name, self.app, self.views, spec.inbound(self) if spec.inbound else {})
+        if spec.inbound or spec.name == DESK:
+            intake = Intake(self, spec.inbound)
             group = self.group_id(intake.name)
             self.subscribers.append((intake, group, attach_intake(self.broker, settings, intake, group)))
         self.relay = Relay(self.app, settings, self.broker)

@@ -82,3 +82,50 @@ def test_topics_and_held_sessions_stored_by_the_previous_release_still_load(tmp_
     views, _ = rebuild(sessions, [SessionViews])
     assert views.get("session", session_id)["public_summary"] is None
     sessions.close()
+
+
+def _to_version_1(path: Path, event_topic: str, *added: str) -> int:
+    """Rewrite every stored ``event_topic`` event as version 1 wrote it: no class_version,
+    none of the fields version 2 added."""
+    return _strip(path, event_topic, "class_version", *added)
+
+
+def test_opinions_and_topics_stored_at_version_1_are_upcast_to_version_2(tmp_path: Path) -> None:
+    """OpinionSubmitted and TopicProposed went to version 2 (received_via, inbound_id:
+    docs/schema-evolution.md). A store written before reads, and publishes, in the new shape."""
+    from services.feedback.application import FeedbackApplication
+    from services.feedback.domain import Opinion
+
+    settings = Settings(data_dir=tmp_path, store="sqlite")
+    feedback = FeedbackApplication(settings)
+    opinion_id, _ = feedback.submit_opinion(
+        {"name": "赵六"}, topic=None, session=None, topic_id=None, session_id=None, channel="grassroots",
+        platform_level="village_station", platform="清水村说事站", category="public_interest",
+        content="村道路灯损坏", confidential=False, addressed_to=None)
+    feedback.close()
+    catalog = CatalogApplication(settings)
+    topic_id = catalog.propose_topic(title="议题", description="说明", source="npc", proposer="县人大常委会",
+                                     content_type="livelihood")
+    catalog.close()
+    with sqlite3.connect(tmp_path / "feedback-events.sqlite") as db:
+        [(state,)] = db.execute("SELECT state FROM stored_events").fetchall()
+    assert json.loads(state)["class_version"] == 2 and json.loads(state)["received_via"] is None
+
+    assert _to_version_1(tmp_path / "feedback-events.sqlite", "consultation.feedback.OpinionSubmitted",
+                         "received_via", "inbound_id") == 1
+    assert _to_version_1(tmp_path / "catalog-events.sqlite", "consultation.catalog.TopicProposed",
+                         "received_via", "inbound_id") == 1
+
+    feedback = FeedbackApplication(settings)
+    opinion = feedback.get(Opinion, opinion_id)
+    assert (opinion.received_via, opinion.inbound_id, opinion.platform) == (None, None, "清水村说事站")
+    [submitted] = feedback.envelopes(feedback.notifications(0))
+    assert submitted.data["received_via"] is None and submitted.data["inbound_id"] is None
+    assert submitted.actor == opinion.author_ref  # not the bus: it came some other way
+    feedback.close()
+    catalog = CatalogApplication(settings)
+    topic = catalog.get(Topic, topic_id)
+    assert (topic.received_via, topic.title) == (None, "议题")
+    [proposed] = catalog.envelopes(catalog.notifications(0))
+    assert proposed.data["received_via"] is None and proposed.actor == "县人大常委会"
+    catalog.close()

@@ -4,7 +4,7 @@ from shared.service import ServiceSpec
 
 from services.catalog.api import routes
 from services.catalog.application import CatalogApplication
-from services.catalog.messaging import KAFKA_PROJECTIONS, REACTIONS, inbound
+from services.catalog.messaging import KAFKA_PROJECTIONS, REACTIONS, INBOUND
 from services.catalog.projections import CatalogViews
 
 SPEC = ServiceSpec(
@@ -14,5 +14,5 @@ SPEC = ServiceSpec(
     own_projections=(CatalogViews,),
     kafka_projections=KAFKA_PROJECTIONS,
     reactions=REACTIONS,
-    inbound=inbound,
+    inbound=INBOUND,
 )

@@ -50,18 +50,15 @@ class ProposalConversions(Reaction):
         return self.app.topic_from_proposal(**{**topic.model_dump(), "proposal_id": e.subject})
 
 
-def inbound(service: Any) -> dict[str, InboundCommand]:
-    """``ProposeTopic``: a topic put forward on a public-solicitation platform (向社会公开征集),
-    checked exactly like ``POST /catalog/topics``."""
-    app: CatalogApplication = service.app
+def propose(service: Any, body: TopicIn, sender: Sender) -> str:
+    return service.app.propose_topic(**topic_fields(body), received_via=sender.source, inbound_id=sender.id)
 
-    def propose(body: TopicIn, sender: Sender) -> str:
-        return app.propose_topic(**topic_fields(body), received_via=sender.source, inbound_id=sender.id)
 
-    return {"ProposeTopic": InboundCommand(
-        TopicIn, propose,  # type: ignore[arg-type]
-        created=lambda s: Topic.create_id(received_via=s.source, inbound_id=s.id),
-        summary="POST /catalog/topics: propose a topic (议题征集)")}
+#: ``ProposeTopic``: a topic put forward on a public-solicitation platform (向社会公开征集),
+#: checked exactly like ``POST /catalog/topics``.
+INBOUND = {"ProposeTopic": InboundCommand(
+    TopicIn, propose, created=lambda s: Topic.create_id(received_via=s.source, inbound_id=s.id),
+    summary="POST /catalog/topics: propose a topic (议题征集)")}
 
 
 KAFKA_PROJECTIONS: tuple = ()

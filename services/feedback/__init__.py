@@ -4,7 +4,7 @@ from shared.service import ServiceSpec
 
 from services.feedback.api import routes
 from services.feedback.application import FeedbackApplication
-from services.feedback.messaging import KAFKA_PROJECTIONS, REACTIONS, inbound
+from services.feedback.messaging import KAFKA_PROJECTIONS, REACTIONS, INBOUND
 from services.feedback.projections import FeedbackViews
 from services.feedback.scheduler import deadline_scheduler
 
@@ -16,5 +16,5 @@ SPEC = ServiceSpec(
     kafka_projections=KAFKA_PROJECTIONS,
     reactions=REACTIONS,
     jobs=(deadline_scheduler,),
-    inbound=inbound,
+    inbound=INBOUND,
 )

@@ -14,8 +14,9 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import RecordConflictError
+from pydantic import BaseModel, Field
 
-from shared.application import ServiceApplication
+from shared.application import OutcomeForm, ServiceApplication
 from shared.clock import Clock
 from shared.config import Settings
 from shared.domain import NotFound, Refused, require_reason
@@ -26,7 +27,7 @@ from shared.vault import Vault
 from shared.workdays import WorkingCalendar
 
 from services.feedback.domain import (
-    Decision, Erasure, Evaluation, Opinion, TopicResults, mask_identifiers, require_accepted_topic,
+    Decision, Disposition, Erasure, Evaluation, Opinion, TopicResults, mask_identifiers, require_accepted_topic,
 )
 
 log = get_logger("feedback")
@@ -42,12 +43,43 @@ _SEALED_FIELDS = ("author_sealed", "evaluator_sealed")
 _OPINION_OUTCOMES = {"OpinionAnswered", "FeedbackDelivered"}
 
 
+class OpinionAnsweredV2(BaseModel):
+    """``OpinionAnswered.v2`` on the outcome topic (from 2026-12; docs/schema-evolution.md).
+
+    Against version 1: ``answered_by`` is now ``department``; ``adopted`` says at a glance
+    whether the opinion was taken up; the opinion and its topic are named in ``data``;
+    the internal feedback deadline (``feedback_due``) is gone.
+    """
+
+    opinion_id: str
+    topic_id: str | None
+    round: int = Field(description="1, or 2 after an unsatisfied rating reopened the opinion")
+    disposition: Disposition
+    adopted: bool = Field(description="adopted or partially adopted (采纳、部分采纳)")
+    reason: str | None = Field(description="why not, or not wholly, adopted (不采纳的说明理由)")
+    department: str = Field(description="the department that answered (version 1: answered_by)")
+    answered_on: date
+
+
+def answered_v2(event: CloudEvent) -> OpinionAnsweredV2:
+    d = event.data
+    return OpinionAnsweredV2(
+        opinion_id=event.subject, topic_id=event.topicid, round=d["round"], disposition=d["disposition"],
+        adopted=d["disposition"] != Disposition.not_adopted, reason=d.get("reason"),
+        department=d["answered_by"], answered_on=d["answered_on"])
+
+
 class FeedbackApplication(ServiceApplication):
     """Opinions (意见建议), answers, feedback (反馈), decisions and evaluation (评议)."""
 
     service = "feedback"
     outcomes = frozenset({"OpinionAnswered", "FeedbackDelivered", "TopicResultsPublished",
                           "TopicResultsRevised", "PostEvaluationTriggered", "PostEvaluationConcluded"})
+    withheld = frozenset(_SEALED_FIELDS)
+    nullable = frozenset(_TEXT_FIELDS)
+    #: The words of the feedback are addressed to a person: not for other departments.
+    outcome_withheld = {"FeedbackDelivered": frozenset({"message"})}
+    outcome_versions = {"OpinionAnswered": {2: OutcomeForm(OpinionAnsweredV2, answered_v2)}}
     created_fields = ("topic_id", "confidential")
 
     def __init__(self, settings: Settings, clock: Clock | None = None):
@@ -92,12 +124,9 @@ class FeedbackApplication(ServiceApplication):
     def outcome(self, event: CloudEvent) -> CloudEvent | None:
         """Other departments see answers and feedback of public opinions only, without the
         words addressed to a person; results and post-evaluations as they are."""
-        if event.name in _OPINION_OUTCOMES:
-            if self.created_facts(UUID(event.subject)).get("confidential"):
-                return None
-            data = {k: v for k, v in event.data.items() if k != "message"}
-            return event.model_copy(update={"data": data})
-        return event
+        if event.name in _OPINION_OUTCOMES and self.created_facts(UUID(event.subject)).get("confidential"):
+            return None
+        return super().outcome(event)
 
     # -- opinions ----------------------------------------------------------------------
     def submit_opinion(self, author: dict[str, Any], **fields: Any) -> tuple[str, str]:

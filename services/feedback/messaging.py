@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from typing import Any
-
 from uuid import UUID
 
 from shared.config import SERVICE_TOPICS
@@ -61,27 +60,24 @@ class InboundEscalation(EscalationIn):
     opinion_id: UUID
 
 
-def inbound(service: Any) -> dict[str, InboundCommand]:
-    """The bus's commands feedback takes in: the same models and rules as the HTTP routes."""
-    app: FeedbackApplication = service.app
+def submit(service: Any, body: OpinionIn, sender: Sender) -> str:
+    return submit_opinion(service.app, service.views, body, received_via=sender.source, inbound_id=sender.id)[0]
 
-    def submit(body: OpinionIn, sender: Sender) -> str:
-        return submit_opinion(app, service.views, body, received_via=sender.source, inbound_id=sender.id)[0]
 
-    def escalate(body: InboundEscalation, sender: Sender) -> str:
-        app.escalate(str(body.opinion_id), body.to, body.tier, body.escalated_by, body.reason,
-                     received_via=sender.source, inbound_id=sender.id)
-        return str(body.opinion_id)
+def escalate(service: Any, body: InboundEscalation, sender: Sender) -> str:
+    service.app.escalate(str(body.opinion_id), body.to, body.tier, body.escalated_by, body.reason,
+                         received_via=sender.source, inbound_id=sender.id)
+    return str(body.opinion_id)
 
-    return {
-        "SubmitOpinion": InboundCommand(
-            OpinionIn, submit,  # type: ignore[arg-type]
-            created=lambda s: Opinion.create_id(received_via=s.source, inbound_id=s.id),
-            summary="POST /feedback/opinions: an opinion, or a grassroots item (开单)"),
-        "EscalateItem": InboundCommand(
-            InboundEscalation, escalate,  # type: ignore[arg-type]
-            summary="POST /feedback/opinions/{opinion_id}/escalation (吹哨报到)"),
-    }
+
+#: The bus's commands feedback takes in: the same models and rules as the HTTP routes.
+INBOUND = {
+    "SubmitOpinion": InboundCommand(
+        OpinionIn, submit, created=lambda s: Opinion.create_id(received_via=s.source, inbound_id=s.id),
+        summary="POST /feedback/opinions: an opinion, or a grassroots item (开单)"),
+    "EscalateItem": InboundCommand(
+        InboundEscalation, escalate, summary="POST /feedback/opinions/{opinion_id}/escalation (吹哨报到)"),
+}
 
 
 KAFKA_PROJECTIONS = (TopicBook, Trace)

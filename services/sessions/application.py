@@ -14,7 +14,6 @@ from eventsourcing.persistence import RecordConflictError
 from shared.application import ServiceApplication
 from shared.clock import Clock
 from shared.config import Settings
-from shared.envelope import CloudEvent
 from shared.logs import get_logger
 from shared.pseudonyms import Pseudonyms
 from shared.workdays import WorkingCalendar
@@ -32,6 +31,10 @@ class SessionsApplication(ServiceApplication):
 
     service = "sessions"
     outcomes = frozenset({"SessionHeld", "ReportSubmitted"})
+    #: Minutes name speakers: they are published empty (``redact``).
+    nullable = frozenset({"minutes"})
+    #: Other departments see that a session was held and its public summary, not who came.
+    outcome_withheld = {"SessionHeld": frozenset({"attendees"})}
 
     def __init__(self, settings: Settings, clock: Clock | None = None):
         super().__init__(settings, clock)
@@ -60,12 +63,6 @@ class SessionsApplication(ServiceApplication):
                     "public_summary": data.get("public_summary")}
         return data
 
-    def outcome(self, event: CloudEvent) -> CloudEvent | None:
-        """Other departments see that a session was held and its public summary, not who came."""
-        if event.name != "SessionHeld":
-            return event
-        data = {k: v for k, v in event.data.items() if k != "attendees"}
-        return event.model_copy(update={"data": data})
 
     # -- sessions ----------------------------------------------------------------
     def schedule_session(self, planned: list[dict[str, Any]], **fields: Any) -> str:
