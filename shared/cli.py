@@ -191,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_docs.add_argument("--check", action="store_true")
     p_docs.set_defaults(func=docs)
     from shared.audit import add_parser as add_audit
+    from shared.demo import add_parser as add_demo
+
+    add_demo(commands)
 
     add_audit(commands, {"func": audit})
     args = parser.parse_args(argv)

@@ -392,7 +392,8 @@ class Session(Aggregate):
                           rule="notice_in_future")
         if served_on >= scheduled:
             raise Refused(
-                f"A notice served on {served_on} cannot precede a session scheduled for {scheduled}.",
+                f"A notice served on {served_on} comes too late: it is served before the session, "
+                f"which is scheduled for {scheduled}.",
                 rule="notice_after_session",
             )
         # Records are often entered after the fact: accepted, but the supervising office sees it.
