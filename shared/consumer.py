@@ -62,7 +62,17 @@ def subscribe(broker: KafkaBroker, settings: Settings, topics: tuple[str, ...], 
         heartbeat_interval_ms=max(250, settings.kafka_session_timeout_ms // 4),
         max_poll_interval_ms=60_000,
         title=group_id,
+        decoder=_undecoded,
     )
+
+
+async def _undecoded(message: Any) -> bytes:
+    """The body as received: every handler here reads it itself, and answers for what it
+    cannot read. FastStream's own decoder parses any body without a content type as JSON
+    before the handler runs, and lets a body nested too deep (RecursionError), or one that
+    says JSON and is not, escape as an error: the message would come again for ever and
+    hold up its partition."""
+    return message.body
 
 
 def attach(

@@ -52,6 +52,7 @@ COMMANDS: dict[str, str] = {
 #: The service that answers what no service claims.
 DESK = "feedback"
 TYPE_PATTERN = re.compile(r"^consultation\.inbound\.([A-Za-z]+)\.v1$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _REPLY_NAMESPACE = uuid.UUID("0b8f9a7e-3c55-4d0e-8f3a-9d1c2b7e6a41")
 
 #: The longest sender (``source``) or message ``id`` taken from the bus.
@@ -135,8 +136,9 @@ class InboundReply(BaseModel):
 
 
 def reply(service: str, inbound: dict[str, Any], status: str, **answer: Any) -> InboundReply:
+    kind = inbound.get("type")
     data = ReplyData(inbound_id=inbound["id"], inbound_source=inbound["source"],
-                     inbound_type=inbound.get("type") if isinstance(inbound.get("type"), str) else None,
+                     inbound_type=kind[:SENDER_MAX] if isinstance(kind, str) else None,
                      status=status, **answer)
     key = f"{data.inbound_source}\n{data.inbound_id}\n{status}\n{data.id or data.rule}"
     return InboundReply(
@@ -175,11 +177,15 @@ class Intake:
         """The reply to one message; a reason string for a dead letter; None if not ours."""
         try:
             raw = json.loads(value)
-        except (UnicodeDecodeError, ValueError) as error:
-            return f"not JSON: {error}" if self.desk else None
+        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+            return f"not JSON: {str(error)[:200]}" if self.desk else None
         if not isinstance(raw, dict) or not all(
                 isinstance(raw.get(k), str) and raw.get(k) for k in ("source", "id")):
             return ("no 'source' and 'id' to answer to (a CloudEvent needs both)"
+                    if self.desk else None)
+        if any(len(raw[k]) > SENDER_MAX or _CONTROL.search(raw[k]) for k in ("source", "id")):
+            # Echoed in the reply's key and headers: an answer could not be sent safely.
+            return (f"'source' or 'id' longer than {SENDER_MAX} characters or with control characters"
                     if self.desk else None)
         match = TYPE_PATTERN.match(raw["type"]) if isinstance(raw.get("type"), str) else None
         name = match.group(1) if match else None
@@ -189,8 +195,8 @@ class Intake:
         if name not in self.commands:
             known = ", ".join(command_type(n) for n in COMMANDS)
             return reply(self.service, raw, "refused", rule="unknown_type",
-                         message=f"type: {raw.get('type')!r} is no command this system takes; "
-                                 f"it takes {known}")
+                         message=f"type: {str(raw.get('type'))[:SENDER_MAX]!r} is no command this "
+                                 f"system takes; it takes {known}")
         try:
             envelope = InboundEnvelope.model_validate(raw)
         except ValidationError as error:
@@ -214,6 +220,12 @@ class Intake:
             return reply(self.service, raw, "refused", rule="not_found", message=str(missing))
         except EventTooLarge as large:
             return reply(self.service, raw, "refused", rule="event_too_large", message=str(large))
+        except (KeyError, TypeError, ValueError) as error:
+            # A fault of this code, not of the store: answered, never retried without end.
+            self.log.exception("inbound command could not be applied", inbound_id=envelope.id)
+            return reply(self.service, raw, "refused", rule="unprocessable",
+                         message=f"The command could not be applied ({type(error).__name__}); "
+                                 "nothing was stored. Operators see it in the service's log.")
         except RecordConflictError:
             # The same command, delivered twice at once: the other delivery stored it.
             done = self._done(command, sender)

@@ -54,13 +54,29 @@ def _creation_lock() -> asyncio.Lock:
 UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 
+class Broker(KafkaBroker):
+    """A FastStream Kafka broker whose subscribers join their groups at the same time.
+
+    FastStream starts subscribers one after another, and each waits for its group's
+    first assignment: a few seconds per consumer group on a fresh group, which added
+    up to most of a service's start. Started together, they wait once.
+    """
+
+    async def start(self) -> None:
+        await self.connect()
+        await asyncio.gather(*(subscriber.start() for subscriber in self.subscribers))
+        for publisher in self.publishers:
+            await publisher.start()
+        self.running = True
+
+
 def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
     """A FastStream broker whose producer waits for every in-sync replica.
 
     Idempotence is on for real clusters and off for the embedded broker, which
     rejects idempotent producers.
     """
-    return KafkaBroker(
+    return Broker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         acks="all",

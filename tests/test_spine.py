@@ -52,15 +52,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+CLOUDEVENTS = [("content-type", b"application/cloudevents+json")]
+
+
+def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]],
+            headers: list[tuple[str, bytes]] | None = None) -> None:
     async def run() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
         await producer.start()
         try:
             for key, value in values:
-                await producer.send_and_wait(
-                    topic, value, key=key, headers=[("content-type", b"application/cloudevents+json")]
-                )
+                await producer.send_and_wait(topic, value, key=key,
+                                             headers=CLOUDEVENTS if headers is None else headers)
         finally:
             await producer.stop()
 
@@ -115,8 +118,9 @@ def test_health_reports_store_broker_relay_and_consumers(system: RunningSystem) 
             assert consumer["running"] and consumer["assigned_partitions"] > 0, consumer
     assert system.get("/catalog/health")["relay"]["stored"] == 1
     assert [c["projection"] for c in system.get("/feedback/health")["consumers"]] == [
-        "topic_book", "trace", "proposal_opinions"]
-    assert [c["projection"] for c in system.get("/catalog/health")["consumers"]] == ["proposal_conversions"]
+        "topic_book", "trace", "proposal_opinions", "inbound"]
+    assert [c["projection"] for c in system.get("/catalog/health")["consumers"]] == [
+        "proposal_conversions", "inbound"]
 
 
 def test_bad_request_names_field_and_rule_and_stores_nothing(system: RunningSystem) -> None:
@@ -196,15 +200,20 @@ def test_invalid_message_goes_to_dead_letters_and_consumption_continues(system: 
         (b"k2", json.dumps(broken).encode()),
         (later.subject.encode(), later.to_bytes()),
     ])
+    # Bodies that a framework would try to parse before the handler: nested beyond any
+    # parser's depth (no content type), and "JSON" that is not. Neither may hold up a partition.
+    produce(bootstrap, kafka_topic, [(b"k3", b"[" * 100_000)], headers=[])
+    produce(bootstrap, kafka_topic, [(b"k4", b"{not json")], headers=[("content-type", b"application/json")])
     system.wait_trace(later.subject, 1)
     dead = wait_for(
         lambda: (rs := read_topic(bootstrap, system.settings.topic("consultation.deadletter.v1")))
-        and len(rs) >= 2 and rs,
-        30, "two dead letters",
+        and len(rs) >= 4 and rs,
+        30, "four dead letters",
     )
     reasons = {r.key: dict(r.headers)["deadletter-reason"].decode() for r in dead}
     assert "invalid CloudEvent" in reasons[b"k1"]
     assert "subject: Field required" in reasons[b"k2"]
+    assert "invalid CloudEvent" in reasons[b"k3"] and "invalid CloudEvent" in reasons[b"k4"]
     assert dict(dead[0].headers)["deadletter-topic"].decode() == kafka_topic
 
 
