@@ -100,8 +100,11 @@ class Client:
 
         return until(attempt, f"POST {path} to be accepted ({', '.join(retry)})") if retry else attempt()
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str, not_yet: bool = False) -> Any:
+        """GET; with ``not_yet``, a 404 is "not learned yet" (None), not a failure."""
         response = self.http.get(path)
+        if not_yet and response.status_code == 404:
+            return None
         if response.status_code != 200:
             raise DemoFailed(f"GET {path} answered {response.status_code}: {response.text[:300]}")
         return response.json()
@@ -338,15 +341,17 @@ def run(url: str, settings: Settings, out: Callable[[str], None] = print,
                 "ReportSubmitted", "OpinionSubmitted", "OpinionAnswered", "FeedbackDelivered",
                 "SatisfactionRated", "TopicResultsPublished", "DecisionIssued", "EvaluationSubmitted",
                 "PostEvaluationConcluded", "InstructionIssued"}
-    trace = until(lambda: (t := api.get(f"/feedback/traces/{topic}")["steps"])
-                  and expected <= {s["type"] for s in t} and t, "the whole trace", 60)
+    def steps_of(topic_id: str, wanted: set[str]) -> list[dict[str, Any]] | None:
+        trace = api.get(f"/feedback/traces/{topic_id}", not_yet=True)
+        return trace["steps"] if trace and wanted <= {s["type"] for s in trace["steps"]} else None
+
+    trace = until(lambda: steps_of(topic, expected), "the whole trace", 60)
     ids["trace"] = trace
     out("")
     out(f"议题全程留痕 — the trace of topic {topic}:")
     for line in timeline(trace):
         out(line)
-    proposal_trace = until(lambda: (t := api.get(f"/feedback/traces/{record['topic_id']}")["steps"])
-                           and {"ProposalSubmitted", "TopicProposed"} <= {s["type"] for s in t} and t,
+    proposal_trace = until(lambda: steps_of(record["topic_id"], {"ProposalSubmitted", "TopicProposed"}),
                            "the proposal's topic's trace", 60)
     out("")
     out(f"The proposal's topic {record['topic_id']} starts with the proposal:")
