@@ -53,7 +53,9 @@ def _close(opened: list[tuple[Ledger, Any, RelayState]]) -> None:
 async def _publish(settings: Settings, digests: list[dict[str, Any]]) -> None:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=5000)
+    from shared.kafka import kafka_options
+
+    producer = AIOKafkaProducer(**kafka_options(settings), request_timeout_ms=5000)
     await producer.start()
     try:
         for digest in digests:
@@ -68,7 +70,9 @@ async def _records(settings: Settings, topic: str, deadline: float | None = None
     read until the topic stays quiet, or until ``deadline`` seconds have passed."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
+    from shared.kafka import kafka_options
+
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False, request_timeout_ms=5000)
     await consumer.start()
     try:
@@ -178,11 +182,9 @@ def _chunks(events: list[CloudEvent]) -> Iterator[list[CloudEvent]]:
 def _drop(settings: Settings, store: ViewStore, service: str, label: str) -> None:
     store.datastore.close()
     if settings.postgres:
-        import psycopg
+        from shared.stores import admin_connection
 
-        with psycopg.connect(host=settings.postgres_host, port=settings.postgres_port,
-                             user=settings.postgres_user, password=settings.postgres_password or None,
-                             dbname=settings.postgres_dbname, autocommit=True) as conn:
+        with admin_connection(settings) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema_name(settings, service, label)}" CASCADE')
     else:
         (settings.data_dir / f"{service}-{label}.sqlite").unlink(missing_ok=True)

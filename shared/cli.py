@@ -59,6 +59,8 @@ def up(args: argparse.Namespace) -> int:
             broker.supervise(give_up=_give_up)
             settings = settings.model_copy(
                 update={"kafka_bootstrap_servers": broker.bootstrap_servers, "kafka_idempotence": False,
+                        # on loopback, in this process's hands: no SASL or TLS to speak of
+                        "kafka_security_protocol": "PLAINTEXT",
                         # one machine, one broker: rejoin fast after a restart
                         "kafka_session_timeout_ms": 3_000}
             )

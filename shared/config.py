@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The Kafka topics of the public contract.
@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     #: Connections each store keeps open (twice as many more under load). A service has
     #: an event store and a view store of this size, and two small ones (relay, vault).
     postgres_pool_size: int = Field(4, ge=1, le=100)
+    #: TLS to PostgreSQL, as libpq names it (``disable`` … ``verify-full``); every store's
+    #: connections use it (``shared.stores.postgres_tls``).
+    postgres_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", validation_alias="POSTGRES_SSLMODE")
+    postgres_sslrootcert: Path | None = Field(None, validation_alias="POSTGRES_SSLROOTCERT")
+    postgres_sslcert: Path | None = Field(None, validation_alias="POSTGRES_SSLCERT")
+    postgres_sslkey: Path | None = Field(None, validation_alias="POSTGRES_SSLKEY")
 
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
@@ -63,6 +70,19 @@ class Settings(BaseSettings):
     kafka_idempotence: bool = Field(True, validation_alias="KAFKA_IDEMPOTENCE")
     kafka_partitions: int = Field(3, validation_alias="KAFKA_TOPIC_PARTITIONS")
     kafka_replication: int = Field(1, validation_alias="KAFKA_TOPIC_REPLICATION")
+    #: How the services reach a secured cluster: ``SASL_SSL`` with SCRAM is the usual
+    #: production choice (``shared.kafka.kafka_options``; every producer and consumer uses it).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = Field(
+        "SCRAM-SHA-512", validation_alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD")
+    #: CA bundle that signed the brokers' certificates (system CAs when unset); a client
+    #: certificate and key for clusters that authenticate clients by TLS.
+    kafka_ssl_cafile: Path | None = Field(None, validation_alias="KAFKA_SSL_CAFILE")
+    kafka_ssl_certfile: Path | None = Field(None, validation_alias="KAFKA_SSL_CERTFILE")
+    kafka_ssl_keyfile: Path | None = Field(None, validation_alias="KAFKA_SSL_KEYFILE")
     #: How long a silent consumer keeps its partitions. A restarted consumer waits
     #: about this long to rejoin when the broker never saw the old one leave, so the
     #: embedded setup uses a short one; Kafka clusters accept 6000 ms and up by default.
@@ -102,6 +122,10 @@ class Settings(BaseSettings):
     #: Secret that wraps each person's own key in the personal-data vault (16+ bytes).
     #: Unset: one is generated in the data directory. Every node must share it.
     vault_key: SecretStr | None = None
+    #: Each caller's budget of commands (POST) and of reads, in the ``limits`` notation
+    #: ("50/second", "3000 per minute"); beyond it, 429 with Retry-After (``shared.ratelimit``).
+    rate_limit_writes: str = "50/second"
+    rate_limit_reads: str = "200/second"
     #: Largest request body accepted, in bytes (HTTP 413 beyond).
     max_body_bytes: int = 1_048_576
     #: Largest stored event, in bytes: a command that would record more is refused (422),
@@ -125,6 +149,25 @@ class Settings(BaseSettings):
     relay_lag_alert: int = 1_000
     #: Log rendering: JSON lines, pretty console, or pretty only on a terminal.
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("rate_limit_writes", "rate_limit_reads")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is no rate: write it like '50/second' or '3000 per minute'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+                self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                             "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        return self
 
     @property
     def postgres(self) -> bool:

@@ -35,6 +35,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.config import INBOUND_REPLIES_TOPIC, INBOUND_TOPIC, Settings
+from shared.kafka import kafka_options
 
 T = TypeVar("T")
 
@@ -128,14 +129,14 @@ class Bus:
         return asyncio.run(self._send(kind, data, source))
 
     async def _send(self, kind: str, data: dict[str, Any], source: str) -> dict[str, Any]:
-        bootstrap = self.settings.kafka_bootstrap_servers
+        options = kafka_options(self.settings)
         command = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": source,
                    "type": f"consultation.inbound.{kind}.v1", "time": datetime.now().astimezone().isoformat(),
                    "datacontenttype": "application/json", "data": data}
-        replies = AIOKafkaConsumer(self.settings.topic(INBOUND_REPLIES_TOPIC), bootstrap_servers=bootstrap,
+        replies = AIOKafkaConsumer(self.settings.topic(INBOUND_REPLIES_TOPIC), **options,
                                    group_id=None, auto_offset_reset="latest", enable_auto_commit=False,
                                    fetch_max_wait_ms=50)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        producer = AIOKafkaProducer(**options, acks="all")
         await replies.start()
         await producer.start()
         try:
@@ -254,11 +255,13 @@ def run(url: str, settings: Settings, out: Callable[[str], None] = print,
     step(f"in the session (会上): {in_session}")
     grassroots = api.post("/feedback/opinions", {
         "topic_id": topic, "channel": "grassroots", "platform_level": "village_station", "platform": "城关镇幸福社区说事站",
-        "author": {"name": "吴阿姨"}, "content": "希望服务站提供助餐和上门助浴。"}, 201, retry=("unknown_topic",))["id"]
+        "author": {"name": "吴阿姨", "phone": "13912345678", "id_number": "11010519491231002X", "address": "幸福路8号"},
+        "content": "希望服务站提供助餐和上门助浴。"}, 201, retry=("unknown_topic",))["id"]
     step(f"at a village 说事站 (grassroots platform): {grassroots}")
 
     def by_bus() -> str | None:
-        answer = bus.send("SubmitOpinion", {"topic_id": topic, "channel": "hotline", "author": {"name": "赵先生"},
+        answer = bus.send("SubmitOpinion", {"topic_id": topic, "channel": "hotline",
+                                            "author": {"name": "赵先生", "phone": "13800138000"},
                                             "content": "建议对独居老人安装紧急呼叫设备。"}, HOTLINE)
         if answer["status"] == "accepted":
             return answer["id"]
@@ -397,21 +400,22 @@ def main(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     url = args.url.rstrip("/")
     started = ensure_running(url, args.data_dir, args.broker, print)
+    ids: dict[str, Any] | None = None
     try:
         ids = run(url, settings)
     except (DemoFailed, httpx.HTTPError) as error:
         print(f"\nThe demo stopped: {error}", file=sys.stderr)
-        return 1
     finally:
         if started is not None and args.stop:
             started.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 started.wait(30)
-    for line in where_next(url, ids, settings):
-        print(line)
+    if ids is not None:
+        for line in where_next(url, ids, settings):
+            print(line)
     if started is not None and not args.stop:
         print(f"\nThe system keeps running (pid {started.pid}); stop it with `kill {started.pid}`.")
-    return 0
+    return 0 if ids is not None else 1
 
 
 def add_parser(commands: Any) -> None:

@@ -45,6 +45,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "Not allowed in the current state; says why"},
     413: {"model": Problem, "description": "Request body larger than the service accepts"},
     422: {"model": Problem, "description": "Malformed request; names each field and rule"},
+    429: {"model": Problem, "description": "Too many requests from this caller (rule rate_limited)",
+          "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}},
 }
 
 #: What the framework's own refusals mean, in the contract's terms.

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import weakref
 from collections.abc import Iterable
+from typing import Any
 
 import aiokafka.admin.client
 import aiokafka.client
@@ -19,7 +20,10 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
+from faststream.kafka.security import parse_security
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from shared.config import ALL_TOPICS, Settings
 from shared.envelope import CONTENT_TYPE, CloudEvent
@@ -70,6 +74,32 @@ class Broker(KafkaBroker):
         self.running = True
 
 
+def kafka_security(settings: Settings) -> BaseSecurity | None:
+    """The cluster's security settings (SASL/SCRAM, TLS) as FastStream takes them."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    tls = protocol in ("SSL", "SASL_SSL")
+    context = create_ssl_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+    ) if tls else None
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    user = settings.kafka_sasl_username or ""
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    sasl = {"SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512,
+            "PLAIN": SASLPlaintext}[settings.kafka_sasl_mechanism]
+    return sasl(user, password, ssl_context=context, use_ssl=tls)
+
+
+def kafka_options(settings: Settings) -> dict[str, Any]:
+    """What every aiokafka client here is given: the servers and the security settings."""
+    return {"bootstrap_servers": settings.kafka_bootstrap_servers,
+            **parse_security(kafka_security(settings))}
+
+
 def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
     """A FastStream broker whose producer waits for every in-sync replica.
 
@@ -86,6 +116,7 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
         metadata_max_age_ms=5_000,
         logger=None,
         graceful_timeout=10.0,
+        security=kafka_security(settings),
     )
 
 
@@ -104,11 +135,9 @@ class BrokerProbe:
 
     async def _open(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._consumer is None:
-            bootstrap = self.settings.kafka_bootstrap_servers
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000
-            )
+            options = kafka_options(self.settings)
+            admin = AIOKafkaAdminClient(**options, request_timeout_ms=10_000)
+            consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, request_timeout_ms=10_000)
             try:
                 await admin.start()
                 await consumer.start()

@@ -15,6 +15,7 @@ from swagger_ui_bundle import swagger_ui_path
 from shared.clock import Clock
 from shared.config import Settings
 from shared.http import install_error_handlers
+from shared.ratelimit import RateLimit
 from shared.service import Service, ServiceSpec
 
 SERVICE_NAMES = ("catalog", "sessions", "proposals", "feedback")
@@ -68,6 +69,8 @@ def create_app(
     for service in services.values():
         app.include_router(service.router())
     install_error_handlers(app, settings.max_body_bytes)
+    # Outermost: a caller over its budget is refused before its body is read.
+    app.add_middleware(RateLimit, writes=settings.rate_limit_writes, reads=settings.rate_limit_reads)
     return app
 
 

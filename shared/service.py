@@ -182,7 +182,8 @@ class Service:
         router = APIRouter(tags=[self.name])
 
         @router.get(f"/{self.name}/health",
-                    summary=f"{self.name}: store and broker reachable; relay lag and consumers")
+                    summary=f"{self.name}: store and broker reachable; relay lag and consumers",
+                    responses={503: {"description": "The store or the broker does not answer (same body)"}})
         async def health() -> JSONResponse:
             return JSONResponse(*await self.health())
 

@@ -8,6 +8,7 @@ read models and the tracking records that make their updates idempotent.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,16 +27,34 @@ def schema_name(settings: Settings, service: str, label: str = "") -> str:
     return f"{settings.schema_prefix}{service}{'_' + label if label else ''}"
 
 
+def tls_parameters(settings: Settings) -> dict[str, str]:
+    """libpq's TLS parameters from the settings (``POSTGRES_SSLMODE`` and the certificates)."""
+    given = {"sslmode": settings.postgres_sslmode, "sslrootcert": settings.postgres_sslrootcert,
+             "sslcert": settings.postgres_sslcert, "sslkey": settings.postgres_sslkey}
+    return {k: str(v) for k, v in given.items() if v}
+
+
+def use_postgres_tls(settings: Settings) -> None:
+    """Every PostgreSQL connection of this process uses the configured TLS.
+
+    eventsourcing opens its pools with host, port, user, password and database only;
+    libpq reads the rest from its environment (``PGSSLMODE``, ...), so that is where it is set.
+    """
+    for name, value in tls_parameters(settings).items():
+        os.environ[f"PG{name.upper()}"] = value
+
+
+def admin_connection(settings: Settings) -> psycopg.Connection:
+    """A connection for schema work (create, drop), with the configured TLS."""
+    return psycopg.connect(
+        host=settings.postgres_host, port=settings.postgres_port, user=settings.postgres_user,
+        password=settings.postgres_password or None, dbname=settings.postgres_dbname, autocommit=True,
+        **tls_parameters(settings))
+
+
 def _ensure_schema(settings: Settings, schema: str) -> None:
     # eventsourcing creates tables, not schemas.
-    with psycopg.connect(
-        host=settings.postgres_host,
-        port=settings.postgres_port,
-        user=settings.postgres_user,
-        password=settings.postgres_password or None,
-        dbname=settings.postgres_dbname,
-        autocommit=True,
-    ) as conn:
+    with admin_connection(settings) as conn:
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
 
 
@@ -44,6 +63,7 @@ def store_env(settings: Settings, service: str, label: str = "", pool_size: int 
     if settings.postgres:
         pool_size = pool_size or settings.postgres_pool_size
         schema = schema_name(settings, service, label)
+        use_postgres_tls(settings)
         _ensure_schema(settings, schema)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",

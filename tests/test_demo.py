@@ -49,8 +49,10 @@ def test_demo_starts_the_system_runs_twice_and_its_outcomes_match_the_published_
     pid = None
     try:
         first = _consult("demo", "--url", url, "--broker", broker, "--data-dir", str(work / "var"), cwd=ROOT)
+        started = re.search(r"keeps running \(pid (\d+)\)", first.stdout)
+        pid = int(started.group(1)) if started else None
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-        pid = int(re.search(r"keeps running \(pid (\d+)\)", first.stdout).group(1))  # type: ignore[union-attr]
+        assert pid is not None
         assert "starting `consult up`" in first.stdout
         assert "议题全程留痕" in first.stdout and "提出意见建议（OpinionSubmitted）  /gov/bus/hotline-12345" in first.stdout
         assert "Where to look next" in first.stdout and f"{url}/docs" in first.stdout
@@ -82,6 +84,11 @@ def test_demo_starts_the_system_runs_twice_and_its_outcomes_match_the_published_
                 "PostEvaluationTriggered", "PostEvaluationConcluded"]
         # Public form: no person on the outcome topic (the demo's citizens and members by name).
         assert not any(name in consumer.stdout for name in ("吴阿姨", "赵先生", "孙大爷", "陈委员"))
+        # Nor in the logs of the whole system that ran both consultations.
+        logs = (work / "var" / "consult-up.log").read_text(encoding="utf-8")
+        assert "inbound command answered" in logs  # the log is the system's, and it is complete
+        for secret in ("吴阿姨", "赵先生", "孙大爷", "13912345678", "13800138000", "11010519491231002X", "幸福路8号"):
+            assert secret not in logs, f"{secret} is in the system's log"
     finally:
         if pid is not None:
             os.kill(pid, signal.SIGTERM)

@@ -1,0 +1,59 @@
+"""Rate limits per caller: 429 with ``Retry-After`` rather than a queue that times out.
+
+Each caller has a budget of commands (POST) and of reads (GET) over a moving window,
+counted with the ``limits`` library. The caller is who the request says it comes from:
+the client's address (``X-Forwarded-For`` is not trusted: behind a proxy, set the proxy
+to pass the real address to uvicorn with ``--forwarded-allow-ips``). Health checks are
+never limited. Counts are kept per process: with several nodes behind a balancer, each
+node grants the budget, so divide it by the number of nodes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from fastapi.responses import JSONResponse
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def parse_limit(text: str) -> RateLimitItem:
+    """``"50/second"``, ``"1000 per minute"``: the ``limits`` notation; ValueError otherwise."""
+    return parse(text)
+
+
+class RateLimit:
+    """ASGI middleware: refuses a caller's request beyond its budget with 429 and Retry-After."""
+
+    def __init__(self, app: ASGIApp, writes: str, reads: str):
+        self.app = app
+        self.writes, self.reads = parse_limit(writes), parse_limit(reads)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "").endswith("/health"):
+            await self.app(scope, receive, send)
+            return
+        caller = caller_of(scope)
+        limit = self.writes if scope.get("method") in _WRITES else self.reads
+        if self.limiter.hit(limit, caller):
+            await self.app(scope, receive, send)
+            return
+        reset = self.limiter.get_window_stats(limit, caller).reset_time
+        retry = max(1, math.ceil(reset - time.time()))
+        kind = "commands" if limit is self.writes else "reads"
+        refusal = JSONResponse(status_code=429, headers={"Retry-After": str(retry)}, content={
+            "detail": f"Too many {kind} from this caller: at most {limit.amount} per "
+                      f"{limit.multiples} {limit.GRANULARITY.name}. Try again in {retry} s.",
+            "rule": "rate_limited"})
+        await refusal(scope, receive, send)
+
+
+def caller_of(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"

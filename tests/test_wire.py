@@ -1,0 +1,89 @@
+"""The wire: Kafka SASL/TLS and PostgreSQL TLS settings reach every client; callers are rate limited."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from shared.config import Settings
+from shared.kafka import ensure_topics, kafka_options, make_broker
+from shared.stores import admin_connection, use_postgres_tls
+from tests.conftest import KafkaEndpoint, PostgresEndpoint, make_settings
+from tests.harness import RunningSystem
+
+TOPIC = {"title": "议题", "description": "说明", "source": "government", "proposer": "县政府办公室",
+         "content_type": "livelihood"}
+
+
+def test_sasl_scram_and_tls_reach_every_kafka_client(kafka: KafkaEndpoint, tmp_path: Path) -> None:
+    secured = Settings(kafka_bootstrap_servers=kafka.bootstrap, kafka_security_protocol="SASL_SSL",
+                       kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="consult",
+                       kafka_sasl_password="s3cret")
+    options = kafka_options(secured)
+    assert (options["security_protocol"], options["sasl_mechanism"], options["sasl_plain_username"],
+            options["sasl_plain_password"]) == ("SASL_SSL", "SCRAM-SHA-512", "consult", "s3cret")
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    # The services' brokers (relays, consumers, inbound) carry the same settings.
+    broker = make_broker(secured, "test")
+    assert {k: broker._connection_kwargs[k] for k in ("security_protocol", "sasl_mechanism")} == {  # noqa: SLF001
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"}
+    # Against a broker that speaks neither, the clients try them and are refused: the setting is in force.
+    plaintext_only = secured.model_copy(update={"kafka_security_protocol": "SASL_PLAINTEXT"})
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(asyncio.wait_for(ensure_topics(plaintext_only), 30))
+    with pytest.raises(ValueError, match="KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"):
+        Settings(kafka_security_protocol="SASL_SSL")
+
+
+@pytest.fixture
+def libpq_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Whatever the test sets in libpq's environment is put back afterwards."""
+    for name in ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+    yield
+
+
+def test_postgres_tls_settings_reach_every_connection(postgres: PostgresEndpoint, kafka: KafkaEndpoint,
+                                                      tmp_path: Path, libpq_env: None) -> None:
+    """This machine's PostgreSQL has TLS off: requiring it must fail, on schema work and in the
+    stores' own pools alike, and say why."""
+    required = make_settings("postgres", tmp_path, kafka, postgres, postgres_sslmode="require")
+    with pytest.raises(psycopg.OperationalError, match="SSL"):
+        admin_connection(required)
+    use_postgres_tls(required)
+    assert os.environ["PGSSLMODE"] == "require"
+    with pytest.raises(psycopg.OperationalError, match="SSL"):
+        psycopg.connect(host=postgres.host, port=postgres.port, user=postgres.user, dbname=postgres.dbname)
+    use_postgres_tls(required.model_copy(update={"postgres_sslmode": "disable"}))
+    with admin_connection(required.model_copy(update={"postgres_sslmode": "disable"})) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_caller_over_its_budget_gets_429_with_retry_after_and_nothing_is_stored(
+        kafka: KafkaEndpoint, tmp_path: Path) -> None:
+    settings = make_settings("sqlite", tmp_path, kafka, None, rate_limit_writes="3/minute",
+                             rate_limit_reads="5/minute")
+    with RunningSystem(settings, ["catalog"]) as system:
+        app = system.services["catalog"].app
+        for _ in range(3):
+            system.post("/catalog/topics", TOPIC, expect=201)
+        refused = system.post("/catalog/topics", TOPIC)
+        assert refused.status_code == 429, refused.text
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+        problem = refused.json()
+        assert problem["rule"] == "rate_limited" and "at most 3 per 1 minute" in problem["detail"]
+        assert app.max_position() == 3
+        # Reads have their own budget; health is never limited.
+        statuses = [system.http.get("/catalog/public/plans").status_code for _ in range(6)]
+        assert statuses == [200] * 5 + [429]
+        assert all(system.http.get("/catalog/health").status_code == 200 for _ in range(10))
