@@ -130,6 +130,9 @@ class ServiceApplication(Application[UUID]):
     def envelope(self, notification: Notification) -> CloudEvent:
         """The stored event as the contract publishes it."""
         domain_event = self.mapper.to_domain_event(notification)
+        if domain_event.originator_version == 1:
+            # The aggregate's first event is at hand: what it was created with needs no read.
+            self._remember_created(domain_event)
         data = {
             k: _plain(v) for k, v in vars(domain_event).items() if k not in _ENVELOPE_FIELDS
         }
@@ -167,11 +170,15 @@ class ServiceApplication(Application[UUID]):
         """``created_fields`` of the aggregate's first event, remembered per aggregate."""
         if originator not in self._created:
             first = next(iter(self.events.get(originator, lte=1)), None)
-            facts = {f: getattr(first, f, None) for f in self.created_fields}
-            if len(self._created) > 100_000:
-                self._created.clear()
-            self._created[originator] = facts
+            return self._remember_created(first, originator)
         return self._created[originator]
+
+    def _remember_created(self, first: Any, originator: UUID | None = None) -> dict[str, Any]:
+        facts = {f: getattr(first, f, None) for f in self.created_fields}
+        if len(self._created) > 100_000:
+            self._created.clear()
+        self._created[originator or first.originator_id] = facts
+        return facts
 
     def topic_of(self, domain_event: Any, data: dict[str, Any]) -> str | None:
         """The consultation topic an event belongs to.

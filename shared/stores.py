@@ -106,11 +106,13 @@ class ViewTransaction:
             self._store.sql_put, (view, key, json.dumps(doc, ensure_ascii=False, sort_keys=True))
         )
 
-    def put_new(self, view: str, key: str, doc: dict[str, Any]) -> None:
-        """Write ``doc`` unless the key is taken (then the first writer's stays)."""
+    def put_new(self, view: str, key: str, doc: dict[str, Any]) -> bool:
+        """Write ``doc`` unless the key is taken (then the first writer's stays); True if written."""
         self._cursor.execute(
             self._store.sql_put_new, (view, key, json.dumps(doc, ensure_ascii=False, sort_keys=True))
         )
+        # eventsourcing wraps SQLite's cursor; psycopg's is used as it is.
+        return getattr(self._cursor, "sqlite_cursor", self._cursor).rowcount == 1
 
     def delete(self, view: str, key: str) -> None:
         self._cursor.execute(self._store.sql_delete, (view, key))

@@ -52,7 +52,9 @@ class Vault:
             wrapped = base64.b64encode(nonce + self._wrap.encrypt(nonce, key, ref.encode())).decode()
             with self._store.transaction() as txn:
                 # Two submissions by one person at once: the first key stays, both use it.
-                txn.put_new(_VIEW, ref, {"wrapped": wrapped})
+                written = txn.put_new(_VIEW, ref, {"wrapped": wrapped})
+            if written:
+                return key
             doc = self._store.get(_VIEW, ref)
         if doc is None:
             return None

@@ -81,6 +81,10 @@ class WorkingCalendar:
     extra: dict[int, YearSchedule] = field(default_factory=dict)
     _known: dict[int, bool] = field(default_factory=dict, repr=False)
     _totals: dict[int, int] = field(default_factory=dict, repr=False)
+    #: Answers of ``is_working_day`` already given: chinesecalendar checks each date against
+    #: its whole table (min and max over every holiday) on every call, which made deadline
+    #: arithmetic the largest cost of recording an opinion (bench/README.md).
+    _days: dict[date, tuple[bool, bool]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, directory: Path | None = None) -> WorkingCalendar:
@@ -96,6 +100,7 @@ class WorkingCalendar:
         self.extra[schedule.year] = schedule
         self._known.pop(schedule.year, None)
         self._totals.pop(schedule.year, None)
+        self._days = {d: v for d, v in self._days.items() if d.year != schedule.year}
 
     def has_official_data(self, year: int) -> bool:
         if year in self.extra:
@@ -108,6 +113,14 @@ class WorkingCalendar:
 
     def is_working_day(self, day: date) -> tuple[bool, bool]:
         """(working?, official?) — unofficial answers treat Monday–Friday as working."""
+        known = self._days.get(day)
+        if known is None:
+            if len(self._days) > 50_000:
+                self._days.clear()
+            known = self._days[day] = self._look_up(day)
+        return known
+
+    def _look_up(self, day: date) -> tuple[bool, bool]:
         schedule = self.extra.get(day.year)
         if schedule is not None:
             if day in schedule.workdays:

@@ -1,0 +1,122 @@
+"""3. Projection rebuild: the trace and the department views rebuilt from a feedback store,
+against a raw paged SELECT + JSON decode of the same rows. Targets: at least 30 %, and at
+least 20,000 events/s. 6. Audit: the ledger's hash chain recomputed over the same store
+(what ``consult audit verify`` does), against a raw SELECT + SHA-256 of the same rows.
+7. Growth: both at each size asked for (10k, 100k, 1M), so the cost's growth shows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import date
+from typing import Any
+
+from bench.common import Result, fresh_settings, postgres_connection, timed
+from services.feedback.application import FeedbackApplication
+from services.feedback.domain import Opinion
+from services.feedback.projections import FeedbackViews, Trace
+from shared.ledger import Ledger
+from shared.relay import RelayState
+from shared.replay import rebuild
+from shared.stores import schema_name
+
+REBUILD_TARGET, REBUILD_FLOOR = 0.3, 20_000
+PAGE = 500
+DEPARTMENTS = [f"县{n}局" for n in ("住建", "民政", "教育", "交通", "卫健", "财政", "水利", "农业")]
+
+
+def fill(app: FeedbackApplication, events: int) -> None:
+    """``events`` events: opinions on 200 topics, every other one answered (two events)."""
+    today, batch = date(2026, 12, 4), []
+    made = 0
+    topics = [{"status": "accepted", "lead_department": d, "title": "议题"} for d in DEPARTMENTS]
+    while made < events:
+        i = made
+        topic = topics[i % len(topics)]
+        opinion = Opinion.submit(
+            topic=topic, session=None, topic_id=f"00000000-0000-4000-8000-{i % 200:012d}", session_id=None,
+            channel="online", platform_level=None, platform=None, category=None,
+            author_ref=f"{i:032x}", author_sealed="sealed", person={}, organization=None,
+            content=f"建议第{i}条：加强社区养老服务", confidential=False, addressed_to=None, today=today,
+            calendar=app.calendar, answer_days=15)
+        made += 1
+        if made < events and i % 2 == 0:
+            opinion.answer("partially_adopted", "分步实施", topic["lead_department"], today, app.calendar, 5)
+            made += 1
+        batch.append(opinion)
+        if len(batch) >= 1000:
+            app.save(*batch)
+            batch = []
+    if batch:
+        app.save(*batch)
+
+
+def _raw_pages(settings: Any, store: str, work: Any) -> float:
+    """Events per second of a paged SELECT over the events table, ``work`` done on each row."""
+    if store == "sqlite":
+        db = sqlite3.connect(str(settings.data_dir / "feedback-events.sqlite"))
+        rows = 0
+
+        def loop() -> None:
+            nonlocal rows
+            last = 0
+            while page := db.execute("SELECT rowid, originator_id, originator_version, topic, state FROM "
+                                     "stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, PAGE)).fetchall():
+                for row in page:
+                    work(row)
+                rows += len(page)
+                last = page[-1][0]
+
+        elapsed, _ = timed(loop)
+        db.close()
+        return rows / elapsed
+    schema = schema_name(settings, "feedback")
+    with postgres_connection(settings) as conn:
+        rows = 0
+
+        def loop_pg() -> None:
+            nonlocal rows
+            last = 0
+            while page := conn.execute(f'SELECT notification_id, originator_id, originator_version, topic, state '
+                                       f'FROM "{schema}".stored_events WHERE notification_id > %s '
+                                       "ORDER BY notification_id LIMIT %s", (last, PAGE)).fetchall():
+                for row in page:
+                    work(row)
+                rows += len(page)
+                last = page[-1][0]
+
+        elapsed, _ = timed(loop_pg)
+        return rows / elapsed
+
+
+def _decode(row: Any) -> None:
+    json.loads(bytes(row[4]))
+
+
+def _hash(row: Any) -> None:
+    hashlib.sha256(bytes(row[4])).hexdigest()
+
+
+def run(store: str, sizes: list[int]) -> list[Result]:
+    results = []
+    for events in sizes:
+        with fresh_settings(store) as settings:
+            app = FeedbackApplication(settings)
+            fill_seconds, _ = timed(fill, app, events)
+            stored = app.max_position()
+            elapsed, (views, replayed) = timed(rebuild, app, [Trace, FeedbackViews])
+            views.datastore.close()
+            baseline = _raw_pages(settings, store, _decode)
+            results.append(Result("rebuild (trace + dept views)", store, replayed, replayed / elapsed, baseline,
+                                  REBUILD_TARGET, {"floor": f"{REBUILD_FLOOR:,}/s",
+                                                   "floor_met": replayed / elapsed >= REBUILD_FLOOR,
+                                                   "fill_s": round(fill_seconds, 1)}))
+            state = RelayState.open(settings, "feedback")
+            ledger = Ledger(app, state.store)
+            verify_seconds, _ = timed(ledger.catch_up)
+            state.close()
+            baseline = _raw_pages(settings, store, _hash)
+            results.append(Result("audit verify (hash chain)", store, stored, stored / verify_seconds, baseline))
+            app.close()
+    return results

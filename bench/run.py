@@ -1,0 +1,61 @@
+"""Run the benchmarks and print each product figure beside its raw baseline (bench/README.md).
+
+    .venv/bin/python -m bench.run                 # everything, SQLite and PostgreSQL, up to 1M events
+    .venv/bin/python -m bench.run --quick         # under a minute: small sizes, SQLite (CI's smoke test)
+    .venv/bin/python -m bench.run --stores postgres --only rebuild --sizes 10000,100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from bench import append, rebuild, relay
+from bench.common import HEADER, Result, machine
+
+BENCHMARKS = ("append", "relay", "rebuild")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes on SQLite: under a minute")
+    parser.add_argument("--stores", default=None, help="sqlite,postgres (default both; --quick: sqlite)")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"some of {','.join(BENCHMARKS)}")
+    parser.add_argument("--sizes", default=None, help="store sizes for rebuild and audit (growth): "
+                        "default 10000,100000,1000000; --quick: 5000")
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON lines")
+    args = parser.parse_args(argv)
+    stores = (args.stores or ("sqlite" if args.quick else "sqlite,postgres")).split(",")
+    sizes = [int(s) for s in (args.sizes or ("5000" if args.quick else "10000,100000,1000000")).split(",")]
+    appends, relayed = (500, 2_000) if args.quick else (5_000, 50_000)
+    only = set(args.only.split(","))
+
+    print(machine())
+    print(HEADER, flush=True)
+    results: list[Result] = []
+    started = time.perf_counter()
+    for store in stores:
+        runs = []
+        if "append" in only:
+            runs.append(lambda s=store: append.run(s, appends))
+        if "relay" in only:
+            runs.append(lambda s=store: relay.run(s, relayed))
+        if "rebuild" in only:
+            runs.append(lambda s=store: rebuild.run(s, sizes))
+        for run in runs:
+            for result in run():
+                results.append(result)
+                print(result.row(), flush=True)
+                if args.json:
+                    print(json.dumps({"name": result.name, "store": result.store, "events": result.events,
+                                      "product": result.product, "baseline": result.baseline,
+                                      "ratio": result.ratio, "target": result.target, **result.notes},
+                                     ensure_ascii=False, default=str))
+    print(f"{len(results)} measurements in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
