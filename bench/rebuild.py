@@ -52,7 +52,7 @@ def fill(app: FeedbackApplication, events: int) -> None:
         app.save(*batch)
 
 
-def _raw_pages(settings: Any, store: str, work: Any) -> float:
+def _raw_pages(settings: Any, store: str, table: str, work: Any) -> float:
     """Events per second of a paged SELECT over the events table, ``work`` done on each row."""
     if store == "sqlite":
         db = sqlite3.connect(str(settings.data_dir / "feedback-events.sqlite"))
@@ -62,7 +62,7 @@ def _raw_pages(settings: Any, store: str, work: Any) -> float:
             nonlocal rows
             last = 0
             while page := db.execute("SELECT rowid, originator_id, originator_version, topic, state FROM "
-                                     "stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, PAGE)).fetchall():
+                                     f"{table} WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, PAGE)).fetchall():
                 for row in page:
                     work(row)
                 rows += len(page)
@@ -79,7 +79,7 @@ def _raw_pages(settings: Any, store: str, work: Any) -> float:
             nonlocal rows
             last = 0
             while page := conn.execute(f'SELECT notification_id, originator_id, originator_version, topic, state '
-                                       f'FROM "{schema}".stored_events WHERE notification_id > %s '
+                                       f'FROM "{schema}"."{table}" WHERE notification_id > %s '
                                        "ORDER BY notification_id LIMIT %s", (last, PAGE)).fetchall():
                 for row in page:
                     work(row)
@@ -107,7 +107,8 @@ def run(store: str, sizes: list[int]) -> list[Result]:
             stored = app.max_position()
             elapsed, (views, replayed) = timed(rebuild, app, [Trace, FeedbackViews])
             views.datastore.close()
-            baseline = _raw_pages(settings, store, _decode)
+            table = app.recorder.events_table_name  # type: ignore[attr-defined]
+            baseline = _raw_pages(settings, store, table, _decode)
             results.append(Result("rebuild (trace + dept views)", store, replayed, replayed / elapsed, baseline,
                                   REBUILD_TARGET, {"floor": f"{REBUILD_FLOOR:,}/s",
                                                    "floor_met": replayed / elapsed >= REBUILD_FLOOR,
@@ -116,7 +117,7 @@ def run(store: str, sizes: list[int]) -> list[Result]:
             ledger = Ledger(app, state.store)
             verify_seconds, _ = timed(ledger.catch_up)
             state.close()
-            baseline = _raw_pages(settings, store, _hash)
+            baseline = _raw_pages(settings, store, table, _hash)
             results.append(Result("audit verify (hash chain)", store, stored, stored / verify_seconds, baseline))
             app.close()
     return results

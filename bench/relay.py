@@ -37,6 +37,7 @@ async def _relay(app: CatalogApplication, settings, events: int) -> float:  # no
     elapsed = time.perf_counter() - start
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    await relay.probe.close()
     relay.close()
     await kafka.stop()
     return events / elapsed
