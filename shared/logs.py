@@ -66,6 +66,9 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
     renderer: Any = (
         structlog.dev.ConsoleRenderer() if pretty else structlog.processors.JSONRenderer()
     )
+    # One stream, one lock: our lines and the libraries' (through logging) are written
+    # whole, never one inside the other, however many threads log at once.
+    handler = logging.StreamHandler(sys.stderr)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -79,10 +82,9 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_: _LockedWriter(handler),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RateLimit())
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _suppressed],
@@ -98,6 +100,20 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     _configured = True
+
+
+class _LockedWriter:
+    """structlog's output, written under the logging handler's own lock (one write per line)."""
+
+    def __init__(self, handler: logging.StreamHandler):  # type: ignore[type-arg]
+        self.handler = handler
+
+    def msg(self, message: str) -> None:
+        with self.handler.lock:  # type: ignore[union-attr]
+            self.handler.stream.write(message + "\n")
+            self.handler.stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = msg
 
 
 def get_logger(component: str, **bound: Any) -> structlog.stdlib.BoundLogger:
