@@ -12,10 +12,10 @@ import json
 import sys
 import time
 
-from bench import append, rebuild, relay
+from bench import append, endtoend, rebuild, relay
 from bench.common import HEADER, Result, machine
 
-BENCHMARKS = ("append", "relay", "rebuild")
+BENCHMARKS = ("append", "relay", "rebuild", "e2e")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(lambda s=store: relay.run(s, relayed))
         if "rebuild" in only:
             runs.append(lambda s=store: rebuild.run(s, sizes))
+        if "e2e" in only:
+            runs.append(lambda s=store: endtoend.run(s, 2.0 if args.quick else 20.0))
         for run in runs:
             for result in run():
                 results.append(result)
