@@ -62,6 +62,8 @@ LABELS = {
 }
 SERVICE_LABELS = {"catalog": "议题计划", "sessions": "协商活动", "proposals": "提案办理", "feedback": "意见反馈"}
 HOTLINE = "/gov/bus/hotline-12345"
+#: Refusals that mean the feedback service has not yet learned (over Kafka) what the demo did.
+NOT_LEARNED_YET = ("unknown_topic", "topic_not_accepted", "unknown_session")
 DEPARTMENT = "县民政局"
 
 
@@ -251,12 +253,12 @@ def run(url: str, settings: Settings, out: Callable[[str], None] = print,
     out("4. 意见建议 — opinions from three channels")
     in_session = api.post("/feedback/opinions", {
         "topic_id": topic, "session_id": session, "channel": "in_session", "author": {"name": "陈委员"},
-        "content": "建议把闲置校舍改建为社区养老服务站。"}, 201, retry=("unknown_topic", "unknown_session"))["id"]
+        "content": "建议把闲置校舍改建为社区养老服务站。"}, 201, retry=NOT_LEARNED_YET)["id"]
     step(f"in the session (会上): {in_session}")
     grassroots = api.post("/feedback/opinions", {
         "topic_id": topic, "channel": "grassroots", "platform_level": "village_station", "platform": "城关镇幸福社区说事站",
         "author": {"name": "吴阿姨", "phone": "13912345678", "id_number": "11010519491231002X", "address": "幸福路8号"},
-        "content": "希望服务站提供助餐和上门助浴。"}, 201, retry=("unknown_topic",))["id"]
+        "content": "希望服务站提供助餐和上门助浴。"}, 201, retry=NOT_LEARNED_YET)["id"]
     step(f"at a village 说事站 (grassroots platform): {grassroots}")
 
     def by_bus() -> str | None:
@@ -265,8 +267,8 @@ def run(url: str, settings: Settings, out: Callable[[str], None] = print,
                                             "content": "建议对独居老人安装紧急呼叫设备。"}, HOTLINE)
         if answer["status"] == "accepted":
             return answer["id"]
-        if answer.get("rule") == "unknown_topic":
-            return None
+        if answer.get("rule") in NOT_LEARNED_YET:
+            return None  # not learned (as accepted) yet
         raise DemoFailed(f"the bus's opinion was refused: {answer.get('rule')}: {answer.get('message')}")
 
     hotline = until(by_bus, "the feedback service to know the topic", 60)
@@ -302,7 +304,7 @@ def run(url: str, settings: Settings, out: Callable[[str], None] = print,
     out("7. 决策 — the policy passes the deliberation gate, is issued and evaluated")
     decision = api.post("/feedback/decisions", {"topic_id": topic, "title": "县社区居家养老服务补贴办法",
                                                 "kind": "normative_document", "area": "elderly_care",
-                                                "drafted_by": DEPARTMENT}, 201, retry=("unknown_topic",))["id"]
+                                                "drafted_by": DEPARTMENT}, 201, retry=NOT_LEARNED_YET)["id"]
     ids["decision"] = decision
     gate = api.post(f"/feedback/decisions/{decision}/deliberation", {"submitted_by": DEPARTMENT})
     step(f"decision {decision}: deliberated with the adoption record of "

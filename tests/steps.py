@@ -50,7 +50,8 @@ def refused(system: RunningSystem, service: str, path: str, body: dict[str, Any]
 def opinion(system: RunningSystem, topic_id: str | None, session_id: str | None = None,
             channel: str = "written", name: str = "张三", **extra: Any) -> dict[str, Any]:
     """Submit an opinion; the feedback service learns topics and sessions from Kafka, so a
-    409 saying one is not known yet is retried (a refusal changes nothing)."""
+    409 saying one is not known yet, or not yet known as accepted (the callers accepted it),
+    is retried (a refusal changes nothing)."""
     body: dict[str, Any] = {"channel": channel, "author": {"name": name}, "content": "建议分批实施", **extra}
     if topic_id:
         body["topic_id"] = topic_id
@@ -59,7 +60,8 @@ def opinion(system: RunningSystem, topic_id: str | None, session_id: str | None 
 
     def attempt() -> dict[str, Any] | None:
         response = system.post("/feedback/opinions", body)
-        if response.status_code == 409 and response.json()["rule"] in ("unknown_topic", "unknown_session"):
+        if response.status_code == 409 and response.json()["rule"] in ("unknown_topic", "unknown_session",
+                                                                          "topic_not_accepted"):
             return None
         assert response.status_code == 201, response.text
         return response.json()
