@@ -16,7 +16,7 @@ from shared.clock import Clock
 from shared.config import Settings
 from shared.http import install_error_handlers
 from shared.ratelimit import RateLimit
-from shared.service import Service, ServiceSpec
+from shared.service import Service, ServiceSpec, settle_threads
 
 SERVICE_NAMES = ("catalog", "sessions", "proposals", "feedback")
 
@@ -43,8 +43,12 @@ def create_app(
         try:
             yield
         finally:
+            # All services halt, then the threads they used settle, then the stores close.
             for service in services.values():
-                await service.stop()
+                await service.halt()
+            await settle_threads()
+            for service in services.values():
+                service.close()
 
     app = FastAPI(
         title="Public consultation (协商)",

@@ -34,6 +34,18 @@ if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
 
 
+async def settle_threads(timeout: float = 15.0) -> None:
+    """Wait for the work handed to threads (``asyncio.to_thread``) to finish.
+
+    Cancelling a task that waits on a thread does not stop the thread: a follower's query
+    or a consumer's projection may still be running in it. Closing a store under it can
+    crash the process (SQLite's C library does not expect a connection closed from another
+    thread mid-query), so the stores close only after this.
+    """
+    with contextlib.suppress(TimeoutError, RuntimeError):
+        await asyncio.wait_for(asyncio.get_running_loop().shutdown_default_executor(), timeout)
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
@@ -132,6 +144,12 @@ class Service:
             self._unpublished_digests.pop(0)
 
     async def stop(self) -> None:
+        await self.halt()
+        await settle_threads()
+        self.close()
+
+    async def halt(self) -> None:
+        """Stop followers, jobs, relay and consumers; the stores stay open."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -142,6 +160,9 @@ class Service:
             await self.broker.stop()
         with contextlib.suppress(Exception):
             await self.relay.probe.close()
+
+    def close(self) -> None:
+        """Close the stores: only once nothing works in them any more (``settle_threads``)."""
         self.relay.close()
         self.app.close()
         with contextlib.suppress(Exception):
