@@ -52,6 +52,15 @@ def admin_connection(settings: Settings) -> psycopg.Connection:
         **tls_parameters(settings))
 
 
+def drop_schemas(settings: Settings, prefix: str) -> None:
+    """Drop every schema whose name starts with ``prefix``: a throwaway system's stores."""
+    with admin_connection(settings) as conn:
+        rows = conn.execute("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s",
+                            (prefix.replace("_", "\\_") + "%",)).fetchall()
+        for (schema,) in rows:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def _ensure_schema(settings: Settings, schema: str) -> None:
     # eventsourcing creates tables, not schemas.
     with admin_connection(settings) as conn:
@@ -111,8 +120,8 @@ class ViewTransaction:
         self._cursor.execute(
             self._store.sql_put_new, (view, key, json.dumps(doc, ensure_ascii=False, sort_keys=True))
         )
-        # eventsourcing wraps SQLite's cursor; psycopg's is used as it is.
-        return getattr(self._cursor, "sqlite_cursor", self._cursor).rowcount == 1
+        # A returned row, not rowcount: in psycopg's pipeline mode rowcount is unknown (-1).
+        return self._cursor.fetchone() is not None
 
     def delete(self, view: str, key: str) -> None:
         self._cursor.execute(self._store.sql_delete, (view, key))
@@ -151,7 +160,8 @@ class ViewStoreMixin:
             "ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc"
         )
         self.sql_put_new = (
-            f"INSERT INTO {t} (view, key, doc) VALUES ({p}, {p}, {p}) ON CONFLICT (view, key) DO NOTHING"
+            f"INSERT INTO {t} (view, key, doc) VALUES ({p}, {p}, {p}) ON CONFLICT (view, key) DO NOTHING "
+            "RETURNING 1"
         )
         self.sql_delete = f"DELETE FROM {t} WHERE view = {p} AND key = {p}"
         self.sql_list = (
