@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from bench.common import Result, fresh_settings, postgres_connection, timed
+from bench.common import Result, fresh_settings, timed
 from services.feedback.application import FeedbackApplication
+from shared.stores import admin_connection
 
 TARGET = 0.5
 
@@ -37,7 +38,7 @@ def _raw_sqlite(path: str, rows: int, size: int) -> float:
 
 
 def _raw_postgres(settings, schema: str, rows: int, size: int) -> float:  # noqa: ANN001
-    with postgres_connection(settings) as conn:
+    with admin_connection(settings) as conn:
         conn.autocommit = False
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         conn.execute(f'CREATE TABLE "{schema}".raw (id BIGSERIAL PRIMARY KEY, originator TEXT, version INT, '

@@ -15,10 +15,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from shared.config import Settings
 from shared.embedded import EmbeddedBroker, free_port
+from shared.stores import drop_schemas
 
 
 @dataclass
@@ -76,20 +75,6 @@ def fresh_settings(store: str, **overrides: Any) -> Iterator[Settings]:
         shutil.rmtree(data, ignore_errors=True)
         if store == "postgres":
             drop_schemas(settings, prefix)
-
-
-def postgres_connection(settings: Settings) -> psycopg.Connection:
-    return psycopg.connect(host=settings.postgres_host, port=settings.postgres_port, user=settings.postgres_user,
-                           password=settings.postgres_password or None, dbname=settings.postgres_dbname,
-                           autocommit=True)
-
-
-def drop_schemas(settings: Settings, prefix: str) -> None:
-    with postgres_connection(settings) as conn:
-        rows = conn.execute("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s",
-                            (prefix.replace("_", "\\_") + "%",)).fetchall()
-        for (schema,) in rows:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @contextlib.contextmanager

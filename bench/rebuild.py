@@ -12,14 +12,14 @@ import sqlite3
 from datetime import date
 from typing import Any
 
-from bench.common import Result, fresh_settings, postgres_connection, timed
+from bench.common import Result, fresh_settings, timed
 from services.feedback.application import FeedbackApplication
 from services.feedback.domain import Opinion
 from services.feedback.projections import FeedbackViews, Trace
 from shared.ledger import Ledger
 from shared.relay import RelayState
 from shared.replay import rebuild
-from shared.stores import schema_name
+from shared.stores import admin_connection, schema_name
 
 REBUILD_TARGET, REBUILD_FLOOR = 0.3, 20_000
 PAGE = 500
@@ -55,39 +55,30 @@ def fill(app: FeedbackApplication, events: int) -> None:
 def _raw_pages(settings: Any, store: str, table: str, work: Any) -> float:
     """Events per second of a paged SELECT over the events table, ``work`` done on each row."""
     if store == "sqlite":
-        db = sqlite3.connect(str(settings.data_dir / "feedback-events.sqlite"))
-        rows = 0
+        conn: Any = sqlite3.connect(str(settings.data_dir / "feedback-events.sqlite"))
+        sql = (f"SELECT rowid, originator_id, originator_version, topic, state FROM {table} "
+               "WHERE rowid > ? ORDER BY rowid LIMIT ?")
+    else:
+        conn = admin_connection(settings)
+        sql = (f"SELECT notification_id, originator_id, originator_version, topic, state "
+               f'FROM "{schema_name(settings, "feedback")}"."{table}" WHERE notification_id > %s '
+               "ORDER BY notification_id LIMIT %s")
+    rows = 0
 
-        def loop() -> None:
-            nonlocal rows
-            last = 0
-            while page := db.execute("SELECT rowid, originator_id, originator_version, topic, state FROM "
-                                     f"{table} WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, PAGE)).fetchall():
-                for row in page:
-                    work(row)
-                rows += len(page)
-                last = page[-1][0]
+    def loop() -> None:
+        nonlocal rows
+        last = 0
+        while page := conn.execute(sql, (last, PAGE)).fetchall():
+            for row in page:
+                work(row)
+            rows += len(page)
+            last = page[-1][0]
 
+    try:
         elapsed, _ = timed(loop)
-        db.close()
-        return rows / elapsed
-    schema = schema_name(settings, "feedback")
-    with postgres_connection(settings) as conn:
-        rows = 0
-
-        def loop_pg() -> None:
-            nonlocal rows
-            last = 0
-            while page := conn.execute(f'SELECT notification_id, originator_id, originator_version, topic, state '
-                                       f'FROM "{schema}"."{table}" WHERE notification_id > %s '
-                                       "ORDER BY notification_id LIMIT %s", (last, PAGE)).fetchall():
-                for row in page:
-                    work(row)
-                rows += len(page)
-                last = page[-1][0]
-
-        elapsed, _ = timed(loop_pg)
-        return rows / elapsed
+    finally:
+        conn.close()
+    return rows / elapsed
 
 
 def _decode(row: Any) -> None:

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     #: an event store and a view store of this size, and two small ones (relay, vault).
     postgres_pool_size: int = Field(4, ge=1, le=100)
     #: TLS to PostgreSQL, as libpq names it (``disable`` … ``verify-full``); every store's
-    #: connections use it (``shared.stores.postgres_tls``).
+    #: connections use it (``shared.stores.use_postgres_tls``).
     postgres_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
         "prefer", validation_alias="POSTGRES_SSLMODE")
     postgres_sslrootcert: Path | None = Field(None, validation_alias="POSTGRES_SSLROOTCERT")

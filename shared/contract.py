@@ -32,6 +32,7 @@ from shared.config import (
 from shared.domain import EVENTS
 from shared.envelope import CONTENT_TYPE, CloudEvent
 from shared.inbound import COMMANDS, InboundEnvelope, InboundReply, command_type
+from shared.runtime import SERVICE_NAMES, openapi_of, spec
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 _ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
@@ -94,8 +95,6 @@ def _one_of(models: list[type[BaseModel]]) -> Any:
 
 
 def applications() -> dict[str, type[ServiceApplication]]:
-    from shared.runtime import SERVICE_NAMES, spec
-
     return {name: spec(name).application for name in SERVICE_NAMES}
 
 
@@ -121,8 +120,6 @@ def outcome_events(service: str, app: type[ServiceApplication]) -> list[type[Bas
 
 
 def inbound_commands() -> list[type[BaseModel]]:
-    from shared.runtime import spec
-
     models = []
     for name, service in COMMANDS.items():
         command = spec(service).inbound[name]
@@ -177,14 +174,10 @@ def asyncapi_yaml() -> str:
 
 
 def openapi_json(service: str) -> str:
-    from shared.runtime import openapi_of
-
     return json.dumps(openapi_of(service), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
 
 
 def documents() -> dict[Path, str]:
-    from shared.runtime import SERVICE_NAMES
-
     docs = {DOCS / "asyncapi.yaml": asyncapi_yaml()}
     for service in SERVICE_NAMES:
         docs[DOCS / "openapi" / f"{service}.json"] = openapi_json(service)

@@ -180,7 +180,8 @@ def ensure_running(url: str, data_dir: str | None, broker: str | None,
     if broker:
         command += ["--broker-port", broker.rsplit(":", 1)[-1]]
     out(f"Nothing answers at {url}: starting `consult up` (log: {logs / 'consult-up.log'})")
-    process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    with log:  # the child has its own copy of the file
+        process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
 
     def ready() -> bool:
         if process.poll() is not None:

@@ -14,7 +14,7 @@ import math
 import time
 
 from fastapi.responses import JSONResponse
-from limits import RateLimitItem, parse
+from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,17 +22,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def parse_limit(text: str) -> RateLimitItem:
-    """``"50/second"``, ``"1000 per minute"``: the ``limits`` notation; ValueError otherwise."""
-    return parse(text)
-
-
 class RateLimit:
     """ASGI middleware: refuses a caller's request beyond its budget with 429 and Retry-After."""
 
     def __init__(self, app: ASGIApp, writes: str, reads: str):
         self.app = app
-        self.writes, self.reads = parse_limit(writes), parse_limit(reads)
+        # "50/second", "1000 per minute": the ``limits`` notation (Settings checked it).
+        self.writes, self.reads = parse(writes), parse(reads)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

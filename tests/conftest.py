@@ -21,6 +21,7 @@ import pytest
 
 from shared.config import Settings
 from shared.embedded import EmbeddedBroker, free_port
+from shared.stores import drop_schemas
 from tests.harness import RunningSystem
 
 
@@ -123,16 +124,6 @@ def make_settings(store: str, tmp_path: Path, kafka: KafkaEndpoint, postgres: Po
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def drop_schemas(postgres: PostgresEndpoint, prefix: str) -> None:
-    with postgres.connect() as conn:
-        rows = conn.execute(
-            "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s",
-            (prefix.replace("_", "\\_") + "%",),
-        ).fetchall()
-        for (schema,) in rows:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path, kafka: KafkaEndpoint) -> Iterator[Settings]:
     """Settings for one isolated system, once on SQLite and once on PostgreSQL."""
@@ -140,7 +131,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, kafka: KafkaEndpoin
     s = make_settings(request.param, tmp_path, kafka, pg)
     yield s
     if pg is not None:
-        drop_schemas(pg, s.schema_prefix)
+        drop_schemas(s, s.schema_prefix)
 
 
 @pytest.fixture

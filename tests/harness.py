@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.clock import Clock
 from shared.config import Settings
@@ -109,3 +109,24 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
         return records
 
     return asyncio.run(run())
+
+
+CLOUDEVENTS = [("content-type", b"application/cloudevents+json")]
+
+
+def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]],
+            headers: list[tuple[str, bytes]] | None = None) -> None:
+    """Put ``(key, value)`` records on ``topic`` as a plain Kafka client would, each acknowledged;
+    headers default to the CloudEvents structured-mode content type."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for key, value in values:
+                await producer.send_and_wait(topic, value, key=key,
+                                             headers=CLOUDEVENTS if headers is None else headers)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())

@@ -26,7 +26,8 @@ from shared.workdays import WorkingCalendar
 from tests import steps
 from tests.harness import RunningSystem, read_topic, wait_for
 from tests.test_sessions import planned_topic, schedule
-from tests.test_spine import TOPIC, produce, propose, settings_env
+from tests.harness import produce
+from tests.test_spine import TOPIC, propose, settings_env
 
 HAN = "协"  # three bytes in UTF-8
 

@@ -6,17 +6,14 @@ the replies read from ``consultation.inbound.replies.v1``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from shared.books import known_topic
 from shared.config import DEADLETTER_TOPIC, INBOUND_REPLIES_TOPIC, INBOUND_TOPIC
 from tests import steps
-from tests.harness import RunningSystem, read_topic, wait_for
+from tests.harness import RunningSystem, produce, read_topic, wait_for
 
 HOTLINE = "/gov/bus/hotline-12345"
 PLATFORM = "/gov/bus/village-platform/qingshui"
@@ -29,17 +26,10 @@ def command(kind: str, data: dict[str, Any], source: str = HOTLINE, id: str | No
 
 
 def send(system: RunningSystem, *messages: dict[str, Any] | bytes) -> None:
-    async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=system.settings.kafka_bootstrap_servers, acks="all")
-        await producer.start()
-        try:
-            for m in messages:
-                value = m if isinstance(m, bytes) else json.dumps(m, ensure_ascii=False).encode()
-                await producer.send_and_wait(system.settings.topic(INBOUND_TOPIC), value, key=b"bus")
-        finally:
-            await producer.stop()
-
-    asyncio.run(run())
+    """The bus's messages, as it sends them: JSON values, no headers."""
+    produce(system.settings.kafka_bootstrap_servers, system.settings.topic(INBOUND_TOPIC), [
+        (b"bus", m if isinstance(m, bytes) else json.dumps(m, ensure_ascii=False).encode()) for m in messages],
+        headers=[])
 
 
 def replies(system: RunningSystem, inbound_id: str, count: int) -> list[dict[str, Any]]:

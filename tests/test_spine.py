@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -16,12 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from shared.config import SERVICE_TOPICS, Settings
 from shared.embedded import EmbeddedBroker, free_port, port_open
 from shared.envelope import CloudEvent, event_id
-from tests.harness import RunningSystem, read_topic, wait_for
+from tests.harness import RunningSystem, produce, read_topic, wait_for
 
 TOPIC = {
     "title": "老旧小区加装电梯",
@@ -50,24 +48,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_DBNAME": settings.postgres_dbname, "CONSULT_POLL_INTERVAL": "0.1",
     })
     return env
-
-
-CLOUDEVENTS = [("content-type", b"application/cloudevents+json")]
-
-
-def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]],
-            headers: list[tuple[str, bytes]] | None = None) -> None:
-    async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        await producer.start()
-        try:
-            for key, value in values:
-                await producer.send_and_wait(topic, value, key=key,
-                                             headers=CLOUDEVENTS if headers is None else headers)
-        finally:
-            await producer.stop()
-
-    asyncio.run(run())
 
 
 def foreign_event(sequence: int, topic_id: str | None = None, name: str = "TopicProposed",
