@@ -14,19 +14,18 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, Notification, RecordConflictError, Recording, StoredEvent
 from pydantic import BaseModel
 
+from shared.access import stamp
 from shared.clock import Clock
 from shared.config import Settings
-from shared.domain import NotFound
+from shared.domain import EventTooLarge, NotFound
 from shared.envelope import CloudEvent, event_id
 from shared.stores import store_env
 
 T = TypeVar("T", bound=Aggregate)
 
-_ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
-
-
-class EventTooLarge(ValueError):
-    """A command would record an event larger than the relay may publish (HTTP 422)."""
+_ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic",
+                    # who acted: the envelope's ``actor``, not part of the event's data
+                    "principal"}
 
 
 class BoundedMapper(Mapper[UUID]):
@@ -99,6 +98,12 @@ class ServiceApplication(Application[UUID]):
     def construct_mapper(self) -> Mapper[UUID]:
         return BoundedMapper(super().construct_mapper(), self.settings.max_event_bytes)
 
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """Store what the aggregates recorded, each event stamped with the principal acting
+        in this request (``shared.access``): who did it is part of the record."""
+        stamp(e for obj in objs if isinstance(obj, Aggregate) for e in obj.pending_events)
+        return super().save(*objs, **kwargs)
+
     # -- followers -------------------------------------------------------------
     def on_saved(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after each save, so followers need not wait for a poll."""
@@ -151,7 +156,7 @@ class ServiceApplication(Application[UUID]):
             data=data,
             topicid=topic_id,
             sequence=notification.id,
-            actor=self.actor_of(data, actor_field),
+            actor=getattr(domain_event, "principal", None) or self.actor_of(data, actor_field),
             version=domain_event.originator_version,
         )
 

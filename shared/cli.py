@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from shared.access import Role
 from shared.config import Settings
 from shared.embedded import EmbeddedBroker, PortInUse, port_bindable
 from shared.logs import configure, get_logger
@@ -71,6 +72,14 @@ def up(args: argparse.Namespace) -> int:
             store=settings.store,
             data_dir=str(settings.data_dir.resolve()),
         )
+        if settings.auth_embedded:
+            data = f" --data-dir {args.data_dir}" if args.data_dir else ""
+            prog = sys.argv[0] if os.path.basename(sys.argv[0]) == "consult" else "consult"
+            print(f"Every route but health and /<service>/public/... needs a bearer token. For one:\n"
+                  f"  TOKEN=$({prog} token --role government_office --name 王芳{data})\n"
+                  f"  curl -H \"Authorization: Bearer $TOKEN\" http://{args.host}:{args.port}/catalog/views/plan-desk\n"
+                  f"Roles: {', '.join(r.value for r in Role)} (department needs --department).",
+                  file=sys.stderr, flush=True)
         serve(settings, SERVICE_NAMES, args.host, args.port)
     finally:
         if broker:
@@ -151,6 +160,29 @@ def audit(args: argparse.Namespace) -> int:
     return auditing.command(args, settings)
 
 
+def token(args: argparse.Namespace) -> int:
+    """``consult token``: a bearer token signed with the embedded key, for local use."""
+    from shared.access import mint
+
+    from pydantic import ValidationError
+
+    settings = _settings(args.data_dir)
+    if not 0 < args.hours <= 24 * 366:
+        print("consult token: --hours must be more than 0 and at most a year", file=sys.stderr)
+        return 2
+    try:
+        print(mint(settings, args.role, args.name, args.department, args.hours, args.phone, args.id_number))
+    except ValidationError as error:
+        for e in error.errors():
+            where = "".join(f"--{p}: ".replace("_", "-") for p in e["loc"])
+            print(f"consult token: {where}{e['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        print(f"consult token: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def docs(args: argparse.Namespace) -> int:
     """``consult docs``: write the published contract from the code (``shared.contract``)."""
     from shared.contract import write
@@ -186,6 +218,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_relay.add_argument("--note", help="with resolve: how the event was handled")
     p_relay.add_argument("--data-dir", default=None)
     p_relay.set_defaults(func=relay)
+    p_token = commands.add_parser(
+        "token", help="mint a bearer token for local use (embedded default only)",
+        description="A JWT signed with the key the embedded default keeps in the data directory. "
+                    "Production takes tokens from the e-government identity provider instead.")
+    p_token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p_token.add_argument("--name", required=True, help="who acts: an official's or a person's name")
+    p_token.add_argument("--department", help="with --role department: the department it acts for")
+    p_token.add_argument("--hours", type=float, default=8.0, help="valid for (default 8)")
+    p_token.add_argument("--phone", help="a citizen's verified phone: their opinions are theirs by it")
+    p_token.add_argument("--id-number", help="a citizen's verified resident ID number")
+    p_token.add_argument("--data-dir", default=None)
+    p_token.set_defaults(func=token)
     p_docs = commands.add_parser(
         "docs", help="write docs/asyncapi.yaml and docs/openapi/*.json from the code",
         description="The AsyncAPI 3 document of every Kafka topic and the OpenAPI document of every "

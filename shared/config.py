@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     #: ("50/second", "3000 per minute"); beyond it, 429 with Retry-After (``shared.ratelimit``).
     rate_limit_writes: str = "50/second"
     rate_limit_reads: str = "200/second"
+    #: Requests one process works on at once; one more waits ``shed_after`` seconds for a
+    #: place, then gets 503 with Retry-After (``shared.ratelimit.Shed``): load is shed, not queued.
+    max_in_flight: int = Field(64, ge=1, le=10_000)
+    shed_after: float = Field(0.5, ge=0, le=30)
     #: Largest request body accepted, in bytes (HTTP 413 beyond).
     max_body_bytes: int = 1_048_576
     #: Largest stored event, in bytes: a command that would record more is refused (422),
@@ -147,6 +151,17 @@ class Settings(BaseSettings):
     audit_signing_key_file: Path | None = None
     #: Events a relay may fall behind its store before health says degraded.
     relay_lag_alert: int = 1_000
+    #: Bearer tokens (``shared.access``). Production verifies the identity provider's JWTs:
+    #: keys from a JWKS URL or one public key (PEM text, or a file's path), with this
+    #: issuer and audience. Unset: the embedded default signs and verifies with its own
+    #: key in the data directory (``consult token`` mints one for local use).
+    auth_jwks_url: str | None = None
+    auth_public_key: str | None = None
+    auth_issuer: str = "consult-embedded"
+    auth_audience: str = "consultation"
+    auth_algorithms: str = "EdDSA,ES256,RS256"
+    #: Seconds of clock difference with the identity provider tolerated on ``exp``/``nbf``.
+    auth_leeway: int = Field(30, ge=0, le=300)
     #: Log rendering: JSON lines, pretty console, or pretty only on a terminal.
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -168,6 +183,11 @@ class Settings(BaseSettings):
             raise ValueError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
                              "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
         return self
+
+    @property
+    def auth_embedded(self) -> bool:
+        """True when this deployment signs its own tokens (no identity provider set)."""
+        return not (self.auth_jwks_url or self.auth_public_key)
 
     @property
     def postgres(self) -> bool:

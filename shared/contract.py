@@ -177,10 +177,39 @@ def openapi_json(service: str) -> str:
     return json.dumps(openapi_of(service), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
 
 
+README = DOCS.parent / "README.md"
+TABLE_START, TABLE_END = "<!-- access table: written by `consult docs` -->", "<!-- end of access table -->"
+
+
+def access_table() -> str:
+    """The role-by-route table of all four services (``shared.access.table``)."""
+    import asyncio
+    import tempfile
+
+    from shared.access import table
+    from shared.config import Settings
+    from shared.runtime import create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(Settings(data_dir=tmp, store="sqlite"))
+        try:
+            return table(app)
+        finally:
+            for service in app.state.services.values():
+                asyncio.run(service.stop())
+
+
+def readme_with_table() -> str:
+    text = README.read_text(encoding="utf-8")
+    start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
+    return f"{text[:start]}\n{access_table()}\n{text[end:]}"
+
+
 def documents() -> dict[Path, str]:
     docs = {DOCS / "asyncapi.yaml": asyncapi_yaml()}
     for service in SERVICE_NAMES:
         docs[DOCS / "openapi" / f"{service}.json"] = openapi_json(service)
+    docs[README] = readme_with_table()
     return docs
 
 

@@ -34,6 +34,7 @@ from urllib.parse import quote
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared.access import mint
 from shared.config import INBOUND_REPLIES_TOPIC, INBOUND_TOPIC, Settings
 from shared.kafka import kafka_options
 
@@ -84,16 +85,24 @@ def until(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
 
 
 class Client:
-    """The public HTTP API, with every refusal turned into a readable failure."""
+    """The public HTTP API, with every refusal turned into a readable failure. Each request
+    is signed by the one who acts (``by``): a token ``consult token`` would mint."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None):
+    def __init__(self, url: str, settings: Settings, headers: dict[str, str] | None = None):
         self.http = httpx.Client(base_url=url, timeout=30, headers=headers or {})
+        self.settings = settings
 
-    def post(self, path: str, body: dict[str, Any], expect: int = 200, retry: tuple[str, ...] = ()) -> Any:
+    def token(self, role: str, name: str, department: str | None = None, **identity: str) -> dict[str, str]:
+        """The Authorization header of one principal (``shared.access``)."""
+        token = mint(self.settings, role, name, department, 2, identity.get("phone"), identity.get("id_number"))
+        return {"Authorization": f"Bearer {token}"}
+
+    def post(self, path: str, body: dict[str, Any], expect: int = 200, retry: tuple[str, ...] = (),
+             by: dict[str, str] | None = None) -> Any:
         """POST; a 409 whose rule is in ``retry`` means "not learned yet": try again, bounded."""
 
         def attempt() -> Any:
-            response = self.http.post(path, json=body)
+            response = self.http.post(path, json=body, headers=by)
             if response.status_code == expect:
                 return response.json()
             problem = _json(response)
@@ -103,9 +112,9 @@ class Client:
 
         return until(attempt, f"POST {path} to be accepted ({', '.join(retry)})") if retry else attempt()
 
-    def get(self, path: str, not_yet: bool = False) -> Any:
+    def get(self, path: str, not_yet: bool = False, by: dict[str, str] | None = None) -> Any:
         """GET; with ``not_yet``, a 404 is "not learned yet" (None), not a failure."""
-        response = self.http.get(path)
+        response = self.http.get(path, headers=by)
         if not_yet and response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -199,7 +208,14 @@ def ensure_running(url: str, data_dir: str | None, broker: str | None,
 def run(url: str, settings: Settings, out: Callable[[str], None] = print,
         headers: dict[str, str] | None = None) -> dict[str, Any]:
     """The consultation, step by step; returns the ids it made and the trace."""
-    api, bus = Client(url, headers), Bus(settings)
+    api, bus = Client(url, settings, headers), Bus(settings)
+    # Who acts, each signed in as the role the step belongs to (README: roles and routes).
+    cppcc = api.token("cppcc_office", "李秘书")
+    party = api.token("party_office", "张主任")
+    government = api.token("government_office", "王芳")
+    department = api.token("department", "刘科长", DEPARTMENT)
+    member = api.token("member", "陈委员")
+    platform = api.token("government_office", "幸福社区解事员")
     today = date.today()
     month = today.strftime("%Y-%m")
     ids: dict[str, Any] = {}
@@ -211,21 +227,21 @@ def run(url: str, settings: Settings, out: Callable[[str], None] = print,
     topic = api.post("/catalog/topics", {
         "title": "推进社区居家养老服务全覆盖", "source": "cppcc_special_committee",
         "description": "全县60岁以上老人占比超过21%，社区养老服务站覆盖不足，建议开展专题协商。",
-        "proposer": "县政协社会和法制委员会", "content_type": "livelihood"}, 201)["id"]
+        "proposer": "县政协社会和法制委员会", "content_type": "livelihood"}, 201, by=cppcc)["id"]
     ids["topic"] = topic
     step(f"topic {topic} proposed by 县政协社会和法制委员会")
     api.post(f"/catalog/topics/{topic}/screening", {"decision": "accepted", "screened_by": "县委办公室、县政府办公室、县政协办公室",
-                                                    "reason": "群众关注度高，属民生重大事项"})
+                                                    "reason": "群众关注度高，属民生重大事项"}, by=cppcc)
     step("screened (会商) and accepted")
 
     out("2. 计划 — the CPPCC's annual plan: drafted, reviewed, approved, published")
-    plan = api.post("/catalog/plans", {"year": today.year, "kind": "cppcc", "issuer": "县政协办公室"}, 201)["id"]
+    plan = api.post("/catalog/plans", {"year": today.year, "kind": "cppcc", "issuer": "县政协办公室"}, 201, by=cppcc)["id"]
     api.post(f"/catalog/plans/{plan}/items", {
         "topic_id": topic, "form": "thematic_consultation", "lead_department": DEPARTMENT,
-        "scheduled_month": month, "participant_scope": "政协委员、人大代表、专家、老年群众代表、相关部门"})
-    api.post(f"/catalog/plans/{plan}/review", {"reviewed_by": "县政协主席会议"})
-    api.post(f"/catalog/plans/{plan}/approval", {"approved_by": "县委常委会"})
-    api.post(f"/catalog/plans/{plan}/publication", {})
+        "scheduled_month": month, "participant_scope": "政协委员、人大代表、专家、老年群众代表、相关部门"}, by=cppcc)
+    api.post(f"/catalog/plans/{plan}/review", {"reviewed_by": "县政协主席会议"}, by=cppcc)
+    api.post(f"/catalog/plans/{plan}/approval", {"approved_by": "县委常委会"}, by=party)
+    api.post(f"/catalog/plans/{plan}/publication", {}, by=cppcc)
     ids["plan"] = plan
     step(f"plan {plan}: reviewed by 县政协主席会议, approved by 县委常委会, published")
 
@@ -233,33 +249,33 @@ def run(url: str, settings: Settings, out: Callable[[str], None] = print,
     session = api.post("/sessions", {
         "topic_id": topic, "form": "thematic_consultation", "title": "社区居家养老服务专题协商会",
         "scheduled_for": today.isoformat(), "lead_department": DEPARTMENT, "host": "县政协办公室"},
-        201, retry=("topic_not_planned",))["id"]
+        201, retry=("topic_not_planned",), by=cppcc)["id"]
     ids["session"] = session
     api.post(f"/sessions/{session}/invitations", {"participants": [
         {"name": "陈委员", "role": "cppcc_member", "organization": "县政协社会福利和社会保障界"},
         {"name": "刘代表", "role": "npc_deputy", "organization": "县人大代表"},
         {"name": "周教授", "role": "expert", "organization": "市老年学学会"},
         {"name": "吴阿姨", "role": "public_representative", "organization": "幸福社区"},
-        {"name": "县民政局", "role": "department", "organization": "县民政局"}]})
+        {"name": "县民政局", "role": "department", "organization": "县民政局"}]}, by=cppcc)
     api.post(f"/sessions/{session}/research", {"summary": "走访12个社区养老服务站，梳理出场地、人员、资金三方面问题。",
-                                               "filed_by": "县政协社会和法制委员会"})
+                                               "filed_by": "县政协社会和法制委员会"}, by=cppcc)
     # Served three days ago, recorded now (the supervising office sees records entered late).
     api.post(f"/sessions/{session}/notice", {"served_on": (today - timedelta(days=3)).isoformat(),
-                                             "materials": ["协商方案", "调研报告", "县民政局情况通报"]})
+                                             "materials": ["协商方案", "调研报告", "县民政局情况通报"]}, by=cppcc)
     api.post(f"/sessions/{session}/held", {
         "held_on": today.isoformat(), "attendees": ["陈委员", "刘代表", "周教授", "吴阿姨"],
-        "minutes": "陈委员建议……；刘代表建议……", "public_summary": "会议就社区养老服务站建设、运营补贴、人才队伍提出意见建议。"})
+        "minutes": "陈委员建议……；刘代表建议……", "public_summary": "会议就社区养老服务站建设、运营补贴、人才队伍提出意见建议。"}, by=cppcc)
     step(f"session {session}: invited, researched, notice served, held")
 
     out("4. 意见建议 — opinions from three channels")
     in_session = api.post("/feedback/opinions", {
         "topic_id": topic, "session_id": session, "channel": "in_session", "author": {"name": "陈委员"},
-        "content": "建议把闲置校舍改建为社区养老服务站。"}, 201, retry=NOT_LEARNED_YET)["id"]
+        "content": "建议把闲置校舍改建为社区养老服务站。"}, 201, retry=NOT_LEARNED_YET, by=member)["id"]
     step(f"in the session (会上): {in_session}")
     grassroots = api.post("/feedback/opinions", {
         "topic_id": topic, "channel": "grassroots", "platform_level": "village_station", "platform": "城关镇幸福社区说事站",
         "author": {"name": "吴阿姨", "phone": "13912345678", "id_number": "11010519491231002X", "address": "幸福路8号"},
-        "content": "希望服务站提供助餐和上门助浴。"}, 201, retry=NOT_LEARNED_YET)["id"]
+        "content": "希望服务站提供助餐和上门助浴。"}, 201, retry=NOT_LEARNED_YET, by=platform)["id"]
     step(f"at a village 说事站 (grassroots platform): {grassroots}")
 
     def by_bus() -> str | None:
@@ -278,67 +294,71 @@ def run(url: str, settings: Settings, out: Callable[[str], None] = print,
 
     out("5. 协商报告 — the consultation opinion, the report, submitted; a leader instructs")
     api.post(f"/sessions/{session}/consultation-opinion", {"summary": "同意分三年实现社区养老服务站全覆盖。",
-                                                           "formed_by": DEPARTMENT})
+                                                           "formed_by": DEPARTMENT}, by=department)
     api.post(f"/sessions/{session}/report", {
         "summary": "关于推进社区居家养老服务全覆盖的协商报告", "compiled_by": "县政协办公室",
-        "opinion_ids": ids["opinions"]}, retry=("unknown_opinions", "opinions_of_other_topic"))
-    api.post(f"/sessions/{session}/report/submission", {"submitted_to": ["县委", "县政府"]})
+        "opinion_ids": ids["opinions"]}, retry=("unknown_opinions", "opinions_of_other_topic"), by=cppcc)
+    api.post(f"/sessions/{session}/report/submission", {"submitted_to": ["县委", "县政府"]}, by=cppcc)
     api.post(f"/sessions/{session}/instructions", {"leader": "县委书记", "text": "请县民政局牵头研究落实。",
-                                                    "departments": [DEPARTMENT]}, 201)
+                                                    "departments": [DEPARTMENT]}, 201, by=party)
     step("report compiled with the three opinions, submitted to 县委 and 县政府, instructed by 县委书记")
 
     out("6. 答复与反馈 — every opinion answered, fed back and rated")
-    answers = [(in_session, "adopted", None, "satisfied"),
-               (grassroots, "partially_adopted", "助餐明年覆盖全部社区，上门助浴先在三个社区试点。", "basically_satisfied"),
-               (hotline, "not_adopted", "紧急呼叫设备已纳入市级统一采购，县级不再重复安装。", "basically_satisfied")]
-    for opinion, disposition, reason, rating in answers:
+    # Each contributor rates for themselves, signed in as who they are (their phone or ID
+    # number, as the identity provider verified it, makes the opinion theirs).
+    answers = [(in_session, "adopted", None, "satisfied", member),
+               (grassroots, "partially_adopted", "助餐明年覆盖全部社区，上门助浴先在三个社区试点。", "basically_satisfied",
+                api.token("citizen", "吴阿姨", id_number="11010519491231002X")),
+               (hotline, "not_adopted", "紧急呼叫设备已纳入市级统一采购，县级不再重复安装。", "basically_satisfied",
+                api.token("citizen", "赵先生", phone="13800138000"))]
+    for opinion, disposition, reason, rating, author in answers:
         body = {"disposition": disposition, "answered_by": DEPARTMENT, **({"reason": reason} if reason else {})}
-        api.post(f"/feedback/opinions/{opinion}/answer", body)
+        api.post(f"/feedback/opinions/{opinion}/answer", body, by=department)
         api.post(f"/feedback/opinions/{opinion}/feedback", {"channel": "phone", "delivered_by": DEPARTMENT,
-                                                            "message": "您的意见已办理，情况如下……"})
-        api.post(f"/feedback/opinions/{opinion}/satisfaction", {"rating": rating})
+                                                            "message": "您的意见已办理，情况如下……"}, by=department)
+        api.post(f"/feedback/opinions/{opinion}/satisfaction", {"rating": rating}, by=author)
         step(f"{opinion}: {disposition}{' — ' + reason if reason else ''}; fed back; {rating}")
     api.post(f"/feedback/topics/{topic}/results", {"summary": "三条意见：采纳一条、部分采纳一条、不予采纳一条并说明理由。",
-                                                   "published_by": DEPARTMENT}, 201)
+                                                   "published_by": "县政协办公室"}, 201, by=cppcc)
     step("results published (结果公开)")
 
     out("7. 决策 — the policy passes the deliberation gate, is issued and evaluated")
     decision = api.post("/feedback/decisions", {"topic_id": topic, "title": "县社区居家养老服务补贴办法",
                                                 "kind": "normative_document", "area": "elderly_care",
-                                                "drafted_by": DEPARTMENT}, 201, retry=NOT_LEARNED_YET)["id"]
+                                                "drafted_by": DEPARTMENT}, 201, retry=NOT_LEARNED_YET, by=department)["id"]
     ids["decision"] = decision
-    gate = api.post(f"/feedback/decisions/{decision}/deliberation", {"submitted_by": DEPARTMENT})
+    gate = api.post(f"/feedback/decisions/{decision}/deliberation", {"submitted_by": DEPARTMENT}, by=department)
     step(f"decision {decision}: deliberated with the adoption record of "
          f"{len(gate['deliberation']['adoption_record'])} opinion(s)")
-    api.post(f"/feedback/decisions/{decision}/issuance", {"issued_on": today.isoformat(), "issued_by": "县人民政府"})
+    api.post(f"/feedback/decisions/{decision}/issuance", {"issued_on": today.isoformat(), "issued_by": "县人民政府"}, by=government)
     api.post("/feedback/evaluations", {"topic_id": topic, "decision_id": decision, "effect": "achieved",
                                        "satisfaction": 4, "operability": "good", "reasonableness": "good",
-                                       "suggestions": "补贴申请可以再简化。", "evaluator": "孙大爷"}, 201)
+                                       "suggestions": "补贴申请可以再简化。", "evaluator": "孙大爷"}, 201, by=api.token("citizen", "孙大爷"))
     api.post(f"/feedback/decisions/{decision}/post-evaluation", {"reason": "实施满一年，按计划开展后评估",
-                                                                 "opened_by": "县政府办公室"})
+                                                                 "opened_by": "县政府办公室"}, by=government)
     api.post(f"/feedback/decisions/{decision}/post-evaluation/report", {
-        "conclusion": "continue", "summary": "补贴办法运行平稳，继续实施。", "formed_by": "县政府常务会议"})
+        "conclusion": "continue", "summary": "补贴办法运行平稳，继续实施。", "formed_by": "县政府常务会议"}, by=government)
     step("issued by 县人民政府, evaluated (评议), post-evaluated: continue")
 
     out("8. 提案 — a member's proposal handled, answered, then converted into a topic")
     proposal = api.post("/proposals", {
         "title": "关于发展农村互助养老的提案", "kind": "cppcc_proposal",
         "content": "建议依托村级组织发展互助养老点，给予运营补贴。",
-        "proposers": [{"name": "陈委员", "sector": "社会福利和社会保障界"}]}, 201)["id"]
+        "proposers": [{"name": "陈委员", "sector": "社会福利和社会保障界"}]}, 201, by=member)["id"]
     ids["proposal"] = proposal
     api.post(f"/proposals/{proposal}/review", {"decision": "filed", "reviewed_by": "县政协提案委员会",
-                                               "meeting": "提案审查会议", "key": True})
-    api.post(f"/proposals/{proposal}/assignment", {"lead_unit": DEPARTMENT})
+                                               "meeting": "提案审查会议", "key": True}, by=cppcc)
+    api.post(f"/proposals/{proposal}/assignment", {"lead_unit": DEPARTMENT}, by=cppcc)
     api.post(f"/proposals/{proposal}/handling-consultation", {"mode": "on_site", "held_on": today.isoformat(),
-                                                              "proposer_view": "提案人同意分步推进"})
+                                                              "proposer_view": "提案人同意分步推进"}, by=department)
     api.post(f"/proposals/{proposal}/reply", {"category": "B", "unit": DEPARTMENT,
-                                              "content": "已列入明年民生实事，先建20个互助养老点。"})
-    api.post(f"/proposals/{proposal}/rating", {"rating": "satisfied"})
+                                              "content": "已列入明年民生实事，先建20个互助养老点。"}, by=department)
+    api.post(f"/proposals/{proposal}/rating", {"rating": "satisfied"}, by=member)
     api.post("/proposals/digests", {"title": "重要提案摘报", "summary": "农村互助养老提案办理情况",
-                                    "proposal_ids": [proposal]}, 201)
+                                    "proposal_ids": [proposal]}, 201, by=cppcc)
     api.post(f"/proposals/{proposal}/conversion", {"converted_by": "县政协提案委员会", "content_type": "livelihood",
-                                                   "title": "发展农村互助养老"}, 202)
-    record = until(lambda: (p := api.get(f"/proposals/{proposal}"))["topic_id"] and p, "the catalog's topic")
+                                                   "title": "发展农村互助养老"}, 202, by=cppcc)
+    record = until(lambda: (p := api.get(f"/proposals/{proposal}", by=cppcc))["topic_id"] and p, "the catalog's topic")
     ids["proposal_topic"] = record["topic_id"]
     step(f"proposal {proposal}: filed (key), assigned to {DEPARTMENT}, consulted, answered B, rated, "
          f"digested; now topic {record['topic_id']}")
@@ -348,7 +368,7 @@ def run(url: str, settings: Settings, out: Callable[[str], None] = print,
                 "SatisfactionRated", "TopicResultsPublished", "DecisionIssued", "EvaluationSubmitted",
                 "PostEvaluationConcluded", "InstructionIssued"}
     def steps_of(topic_id: str, wanted: set[str]) -> list[dict[str, Any]] | None:
-        trace = api.get(f"/feedback/traces/{topic_id}", not_yet=True)
+        trace = api.get(f"/feedback/traces/{topic_id}", not_yet=True, by=government)
         return trace["steps"] if trace and wanted <= {s["type"] for s in trace["steps"]} else None
 
     trace = until(lambda: steps_of(topic, expected), "the whole trace", 60)
@@ -381,7 +401,8 @@ def where_next(url: str, ids: dict[str, Any], settings: Settings) -> list[str]:
     return [
         "",
         "Where to look next:",
-        f"  {url}/docs                                   every route, to try out",
+        f"  {url}/docs                                   every route, to try out (Authorize with a token:",
+        "      consult token --role government_office --name 王芳)",
         f"  {url}/feedback/public/topics/{topic}   the topic's public results",
         f"  {url}/feedback/views/departments/{quote(DEPARTMENT)}   the department's desk",
         f"  {url}/sessions/public/sessions            sessions as the public sees them",

@@ -30,6 +30,10 @@ class Refused(Exception):
         self.rule = rule
 
 
+class EventTooLarge(ValueError):
+    """A command would record an event larger than the relay may publish (HTTP 422)."""
+
+
 class NotFound(Exception):
     """An id that names nothing this service holds (HTTP 404)."""
 

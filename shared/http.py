@@ -18,8 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.application import EventTooLarge
-from shared.domain import NotFound, Refused
+from shared.domain import EventTooLarge, NotFound, Refused
 
 
 class Command(BaseModel):
@@ -47,6 +46,19 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "Malformed request; names each field and rule"},
     429: {"model": Problem, "description": "Too many requests from this caller (rule rate_limited)",
           "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}},
+    503: {"model": Problem, "description": "At capacity: load shed before anything was read (rule overloaded)",
+          "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}},
+}
+
+#: Every route's error answers, with those of access (``shared.access``): a bad token is
+#: refused (401) on any route, a role or body that may not act (403) on protected ones.
+ACCESS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    401: {"model": Problem, "description": "No valid bearer token (rule unauthenticated)",
+          "headers": {"WWW-Authenticate": {"description": "Bearer challenge", "schema": {"type": "string"}}}},
+    403: {"model": Problem, "description": "Not for this caller: its role (role_not_allowed), a body field "
+                                           "naming another actor (acting_for_another), a record not its own "
+                                           "(not_yours) or a confidential one (confidential)"},
 }
 
 #: What the framework's own refusals mean, in the contract's terms.

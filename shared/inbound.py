@@ -35,10 +35,9 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.application import EventTooLarge
 from shared.config import DEADLETTER_TOPIC, INBOUND_REPLIES_TOPIC, INBOUND_TOPIC, Settings
 from shared.consumer import dead_letter, subscribe
-from shared.domain import NotFound, Refused
+from shared.domain import EventTooLarge, NotFound, Refused
 from shared.envelope import CONTENT_TYPE
 from shared.http import field_error
 from shared.logs import bind, get_logger

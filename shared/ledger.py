@@ -36,6 +36,7 @@ from shared.application import ServiceApplication
 from shared.config import Settings
 from shared.envelope import event_id
 from shared.follower import LogFollower
+from shared.pseudonyms import local_key
 from shared.stores import ViewStore
 
 GENESIS = "0" * 64
@@ -71,15 +72,7 @@ class Signer:
     @classmethod
     def for_settings(cls, settings: Settings) -> Signer:
         path = settings.audit_signing_key_file or settings.data_dir / "audit-signing.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pem = Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-            path.touch(mode=0o600, exist_ok=True)
-            path.write_bytes(pem)
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        assert isinstance(key, Ed25519PrivateKey)
-        return cls(key)
+        return cls(ed25519_key(path))
 
     def public_pem(self) -> str:
         return self.key.public_key().public_bytes(
@@ -87,6 +80,18 @@ class Signer:
 
     def sign(self, digest: dict[str, Any]) -> dict[str, Any]:
         return {**digest, "signature": base64.b64encode(self.key.sign(_signed_bytes(digest))).decode()}
+
+
+def ed25519_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 key in ``path`` (PEM), made owner-only on first use."""
+    def make() -> str:
+        return Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()).decode()
+
+    key = serialization.load_pem_private_key(local_key(path, make), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return key
 
 
 def _signed_bytes(digest: dict[str, Any]) -> bytes:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from shared.config import Settings
 
@@ -36,16 +39,28 @@ class Pseudonyms:
         digest = hmac.new(self._key, f"{kind}:{name.strip()}".encode(), hashlib.sha256)
         return digest.hexdigest()[:32]
 
+    def person(self, person: dict[str, Any]) -> str:
+        """One reference per person: by ID number, else phone, else name.
 
-def local_key(path: Path) -> bytes:
-    """The key in ``path``, made on first use. Written aside and linked into place, so two
-    services starting at once agree on one key and never read a half-written file."""
+        The same reference in every event lets a citizen follow their own opinions
+        (their token carries the same identity) and be erased in one step. A name alone
+        is the weakest identity: two people of one name who give neither phone nor ID
+        number share a reference.
+        """
+        identity = person.get("id_number") or person.get("phone") or person["name"]
+        return self.ref("person", re.sub(r"\s+", "", identity).upper())
+
+
+def local_key(path: Path, make: Callable[[], str] = lambda: secrets.token_hex(32)) -> bytes:
+    """The key in ``path``, made by ``make`` on first use. Written aside and linked into
+    place, so two services starting at once agree on one key and never read a half-written
+    file."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         # Created owner-only: the key is never readable by others, not even for a moment.
         with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
-            file.write(secrets.token_hex(32))
+            file.write(make())
         try:
             os.link(draft, path)
         except FileExistsError:

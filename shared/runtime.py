@@ -12,10 +12,11 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from shared import access
 from shared.clock import Clock
 from shared.config import Settings
 from shared.http import install_error_handlers
-from shared.ratelimit import RateLimit
+from shared.ratelimit import RateLimit, Shed
 from shared.service import Service, ServiceSpec, settle_threads
 
 SERVICE_NAMES = ("catalog", "sessions", "proposals", "feedback")
@@ -73,8 +74,13 @@ def create_app(
     for service in services.values():
         app.include_router(service.router())
     install_error_handlers(app, settings.max_body_bytes)
-    # Outermost: a caller over its budget is refused before its body is read.
+    verifier = access.install(app, settings)
+    # A caller over its budget is refused before its body is read; the budget is the
+    # principal's, so the caller is named first (outermost), and 401 costs nothing more.
     app.add_middleware(RateLimit, writes=settings.rate_limit_writes, reads=settings.rate_limit_reads)
+    app.add_middleware(access.Authenticate, verifier=verifier)
+    # Outermost: past capacity, a request is refused (503) before anything is spent on it.
+    app.add_middleware(Shed, limit=settings.max_in_flight, wait=settings.shed_after)
     return app
 
 

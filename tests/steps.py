@@ -53,7 +53,8 @@ NOT_LEARNED_YET = ("unknown_topic", "unknown_session", "topic_not_accepted", "no
 
 
 def opinion(system: RunningSystem, topic_id: str | None, session_id: str | None = None,
-            channel: str = "written", name: str = "张三", **extra: Any) -> dict[str, Any]:
+            channel: str = "written", name: str = "张三", headers: dict[str, str] | None = None,
+            **extra: Any) -> dict[str, Any]:
     """Submit an opinion; the feedback service learns topics and sessions from Kafka, so a
     409 saying one is not known yet, or not yet known as accepted (the callers accepted it),
     is retried (a refusal changes nothing)."""
@@ -64,7 +65,7 @@ def opinion(system: RunningSystem, topic_id: str | None, session_id: str | None 
         body["session_id"] = session_id
 
     def attempt() -> dict[str, Any] | None:
-        response = system.post("/feedback/opinions", body)
+        response = system.post("/feedback/opinions", body, headers=headers)
         if response.status_code == 409 and response.json()["rule"] in NOT_LEARNED_YET:
             return None
         assert response.status_code == 201, response.text

@@ -57,7 +57,8 @@ def test_demo_starts_the_system_runs_twice_and_its_outcomes_match_the_published_
         assert "议题全程留痕" in first.stdout and "提出意见建议（OpinionSubmitted）  /gov/bus/hotline-12345" in first.stdout
         assert "Where to look next" in first.stdout and f"{url}/docs" in first.stdout
 
-        second = _consult("demo", "--url", url, "--broker", broker, cwd=ROOT)
+        # The same data directory: the demo signs its requests with the system's embedded key.
+        second = _consult("demo", "--url", url, "--broker", broker, "--data-dir", str(work / "var"), cwd=ROOT)
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         assert "starting `consult up`" not in second.stdout
         topics = [re.search(r"议题全程留痕 — the trace of topic (\S+):", run.stdout).group(1)  # type: ignore[union-attr]
@@ -89,6 +90,8 @@ def test_demo_starts_the_system_runs_twice_and_its_outcomes_match_the_published_
         assert "inbound command answered" in logs  # the log is the system's, and it is complete
         for secret in ("吴阿姨", "赵先生", "孙大爷", "13912345678", "13800138000", "11010519491231002X", "幸福路8号"):
             assert secret not in logs, f"{secret} is in the system's log"
+        # Nor any of the bearer tokens the demo signed its requests with (a JWT starts "eyJ").
+        assert "eyJ" not in logs and "consult token --role" in logs
     finally:
         if pid is not None:
             os.kill(pid, signal.SIGTERM)

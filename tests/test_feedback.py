@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from services.feedback.projections import FeedbackViews, Trace, trace as trace_of
+from shared.access import Role
 from shared.clock import FixedClock
 from shared.config import ALL_TOPICS, OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
 from shared.envelope import CloudEvent
@@ -120,7 +121,9 @@ def test_a_consultation_from_opinion_to_evaluation_without_a_person_on_any_topic
 
     # -- opinions: one public, one confidential (点对点) ---------------------------------
     session = schedule_session(system, topic_id)
-    public = steps.opinion(system, topic_id, session, channel="in_session", author=AUTHOR,
+    # The author speaks in the session, signed in as himself; his other opinion the desk enters.
+    author = system.as_(Role.citizen, AUTHOR["name"], id_number=ID_NUMBER)
+    public = steps.opinion(system, topic_id, session, channel="in_session", author=AUTHOR, headers=author,
                            content=f"建议加装电梯。我是{AUTHOR['name']}，电话{AUTHOR['phone']}，住{AUTHOR['address']}")
     private = steps.opinion(system, topic_id, channel="visit", author=AUTHOR, content=SECRET, confidential=True)
     other = steps.opinion(system, topic_id, channel="hotline", name="赵六")
@@ -166,10 +169,15 @@ def test_a_consultation_from_opinion_to_evaluation_without_a_person_on_any_topic
     assert [r["opinion_id"] for r in results["record"]] == [public["id"], other["id"]]
 
     # -- each body's view --------------------------------------------------------------------
-    own = system.get(f"/feedback/authors/{ref}/opinions")
+    # A confidential text: its author (signed in with the ID number they gave) and the answering
+    # department see it; the desk that reads the author's list and the department's queue does not.
+    own = system.get(f"/feedback/authors/{ref}/opinions", headers=author)
     assert [(o["id"], o["content"]) for o in own][1] == (private["id"], SECRET)
-    queue = system.get("/feedback/views/departments/县住建局")
+    assert [o["content"] for o in system.get(f"/feedback/authors/{ref}/opinions")][1] is None
+    queue = system.get("/feedback/views/departments/县住建局", headers=system.as_(Role.department, "经办人", "县住建局"))
     assert {row["opinion"]["id"]: row["opinion"]["content"] for row in queue["to_feed_back"]}[private["id"]] == SECRET
+    office = system.get("/feedback/views/departments/县住建局")
+    assert SECRET not in str(office) and len(office["to_feed_back"]) == len(queue["to_feed_back"])
     shown = system.get(f"/feedback/public/opinions?topic_id={topic_id}")
     assert [o["id"] for o in shown] == [public["id"], other["id"]]
     assert all("author_ref" not in o for o in shown)
@@ -208,7 +216,8 @@ def test_a_consultation_from_opinion_to_evaluation_without_a_person_on_any_topic
     assert positions == sorted(positions), types
     assert all(name in types[positions[-1]:] for name in later), types
     assert {s["service"] for s in trace} == {"catalog", "sessions", "feedback"}
-    assert next(s for s in trace if s["type"] == "OpinionSubmitted")["actor"] == ref
+    submitted = [s["actor"] for s in trace if s["type"] == "OpinionSubmitted"]
+    assert f"citizen:{ref}" in submitted and "government_office/经办人" in submitted
 
     # -- erasure: the key goes, the history stays, the opinion still counts -----------------------
     system.post(f"/feedback/authors/{ref}/erasure", {"requested_by": "县政府办公室", "reason": "本人申请"},
@@ -222,7 +231,7 @@ def test_a_consultation_from_opinion_to_evaluation_without_a_person_on_any_topic
     views_caught_up(system)
     assert system.get(f"/feedback/authors/{ref}/opinions") == []
     assert system.get("/feedback/views/supervision")["departments"][0]["opinions"] == 3
-    trace = wait_for(lambda: (t := system.trace(topic_id)) and all(s["actor"] != ref for s in t) and t,
+    trace = wait_for(lambda: (t := system.trace(topic_id)) and all(ref not in (s["actor"] or "") for s in t) and t,
                      30, "the trace without the person")
 
     service = system.services["feedback"]
@@ -295,7 +304,7 @@ def test_grassroots_items_escalate_one_tier_at_a_time_and_the_body_escalated_to_
     assert queue["escalations"][0]["working_days_elapsed"] == 0
 
     refused(system, f"/feedback/opinions/{opened}/answer", {"disposition": "adopted", "answered_by": "和平村说事站"},
-            409, "escalated_body_answers", "县城管局")
+            403, "not_yours", "和平村说事站")
     answer(system, opened, by="县城管局")
     refused(system, path, {"to": "县政府", "tier": "county", "escalated_by": "x", "reason": "y"}, 409, "already_answered")
 
@@ -329,7 +338,7 @@ def test_decisions_deliberation_gate_interpretation_deadline_and_post_evaluation
     assert problem["errors"][0]["field"] == "exemption.reason"
     refused(system, f"/feedback/decisions/{decision}/issuance", {"issued_on": "2026-09-01", "issued_by": "县政府"},
             409, "not_deliberated")
-    answer(system, opinion_id, "not_adopted", by="县民政局", reason="超出本级财力")
+    answer(system, opinion_id, "not_adopted", reason="超出本级财力")
     deliberated = system.post(gate, {"submitted_by": "县民政局"}, expect=200).json()["deliberation"]
     assert [(r["opinion_id"], r["disposition"], r["reason"]) for r in deliberated["adoption_record"]] == [
         (opinion_id, "not_adopted", "超出本级财力")]

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import status_code_conformance
 from schemathesis.checks import not_a_server_error
 
+from shared.access import Role, endpoints, mint
 from shared.config import Settings
 from shared.runtime import create_app
 
@@ -39,15 +40,17 @@ class WithoutLifespan:
         await self.app(scope, receive, send)  # type: ignore[operator]
 
 
-def _app() -> object:
-    data = Path(tempfile.mkdtemp(prefix="consult-fuzz-"))
-    # Unreachable broker: commands are stored, nothing is published. No rate limit in the way.
-    config = Settings(data_dir=data, store="sqlite", kafka_bootstrap_servers="127.0.0.1:9",
-                      rate_limit_writes="100000/second", rate_limit_reads="100000/second", log_format="json")
-    return WithoutLifespan(create_app(config))
+DATA = Path(tempfile.mkdtemp(prefix="consult-fuzz-"))
+# Unreachable broker: commands are stored, nothing is published. No rate limit in the way.
+CONFIG = Settings(data_dir=DATA, store="sqlite", kafka_bootstrap_servers="127.0.0.1:9",
+                  rate_limit_writes="100000/second", rate_limit_reads="100000/second", log_format="json")
+APP = create_app(CONFIG)
+#: Each operation is called as a role its route allows (the first one), so the fuzzing
+#: reaches the route's own rules; tests/test_access.py covers who is refused.
+ROLES = {(e.method, e.path): e.roles for e in endpoints(APP)}
+TOKENS = {role: mint(CONFIG, role, "经办人", "县民政局" if role is Role.department else None, 2) for role in Role}
 
-
-schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
+schema = schemathesis.openapi.from_asgi("/openapi.json", WithoutLifespan(APP))
 
 
 @schema.parametrize()
@@ -57,4 +60,6 @@ def test_no_route_answers_a_server_error_or_an_undocumented_status(case: schemat
         # 503 is health's documented answer here: the broker is unreachable on purpose.
         case.call_and_validate(checks=[status_code_conformance])
         return
-    case.call_and_validate(checks=[not_a_server_error, status_code_conformance])
+    roles = ROLES.get((case.operation.method.upper(), case.operation.path))
+    headers = {"Authorization": f"Bearer {TOKENS[roles[0]]}"} if roles else {}
+    case.call_and_validate(headers=headers, checks=[not_a_server_error, status_code_conformance])

@@ -135,7 +135,7 @@ def test_a_broker_replaced_while_commands_arrive_gets_every_event(settings: Sett
     stop = threading.Event()
 
     def load() -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{system.port}", timeout=30) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{system.port}", timeout=30, auth=system.auth) as client:
             while not stop.is_set():
                 response = client.post("/catalog/topics", json={**TOPIC, "title": f"负载 {len(posted)}"})
                 assert response.status_code == 201, response.text

@@ -142,8 +142,9 @@ def test_from_submission_through_review_handling_reply_and_a_second_round(
             "lead_unit_replies")
     refused(system, f"/proposals/{proposal_id}/reply", {"category": "A", "content": "x", "unit": LEAD}, 409,
             "co_unit_views_missing", CO)
-    refused(system, f"/proposals/{proposal_id}/co-unit-views", {"unit": "县教育局", "view": "x"}, 409,
-            "not_a_co_unit")
+    # A department the proposal is not assigned to is refused before the domain's rules are asked.
+    refused(system, f"/proposals/{proposal_id}/co-unit-views", {"unit": "县教育局", "view": "x"}, 403,
+            "not_yours")
     system.post(f"/proposals/{proposal_id}/co-unit-views", {"unit": CO, "view": "可安排补贴资金"}, expect=200)
     refused(system, f"/proposals/{proposal_id}/reply", {"category": "A", "content": "x", "unit": LEAD}, 409,
             "consultation_required", "必经环节")

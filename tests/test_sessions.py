@@ -229,7 +229,7 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     assert [s["type"] for s in trace if s["service"] == "feedback"] == ["OpinionSubmitted"] * 2
     assert [s["type"] for s in session_steps if s["subject"] == changed] == [
         "SessionScheduled", "SessionRescheduled", "SessionCancelled"]
-    assert [s["actor"] for s in session_steps if s["type"] == "InstructionIssued"] == ["县委书记"]
+    assert [s["actor"] for s in session_steps if s["type"] == "InstructionIssued"] == ["government_office/经办人"]
 
     # On Kafka: no participant names on the sessions topic; outcomes carry no attendees or internal minutes.
     topic_name = system.settings.topic(SERVICE_TOPICS["sessions"])

@@ -19,7 +19,7 @@ import pytest
 from shared.config import SERVICE_TOPICS, Settings
 from shared.embedded import EmbeddedBroker, free_port, port_open
 from shared.envelope import CloudEvent, event_id
-from tests.harness import RunningSystem, produce, read_topic, wait_for
+from tests.harness import RunningSystem, cli_token, produce, read_topic, wait_for
 
 TOPIC = {
     "title": "老旧小区加装电梯",
@@ -69,7 +69,7 @@ def test_topic_reaches_the_trace_through_kafka(system: RunningSystem) -> None:
     topic_id = propose(system)
     steps = system.wait_trace(topic_id, 1)
     assert [(s["type"], s["service"], s["actor"], s["subject"]) for s in steps] == [
-        ("TopicProposed", "catalog", "市民代表", topic_id)
+        ("TopicProposed", "catalog", "government_office/经办人", topic_id)
     ]
     # The event on Kafka is a structured-mode CloudEvent keyed by the aggregate id.
     topic = system.settings.topic(SERVICE_TOPICS["catalog"])
@@ -128,7 +128,8 @@ def test_crash_between_commit_and_publish_loses_nothing(settings: Settings) -> N
     # The relay is held back, as if the process died right after the commit.
     catalog = _start_service("catalog", {**env, "CONSULT_RELAY_ENABLED": "false"}, port)
     try:
-        topic_id = httpx.post(f"http://127.0.0.1:{port}/catalog/topics", json=TOPIC, timeout=10).json()["id"]
+        topic_id = httpx.post(f"http://127.0.0.1:{port}/catalog/topics", json=TOPIC, timeout=10,
+                              headers=cli_token(settings.data_dir)).json()["id"]
     finally:
         catalog.send_signal(signal.SIGKILL)
         catalog.wait()
@@ -263,9 +264,10 @@ def test_consult_up_runs_the_slice_and_survives_a_restart(tmp_path: Path, store:
         assert not port_open(port) and not port_open(broker_port)
 
     process = up()
+    auth = cli_token(tmp_path / "var")
     try:
-        topic_id = httpx.post(f"{base}/catalog/topics", json=TOPIC).json()["id"]
-        wait_for(lambda: _steps(base, topic_id) == 1, 30, "trace")
+        topic_id = httpx.post(f"{base}/catalog/topics", json=TOPIC, headers=auth).json()["id"]
+        wait_for(lambda: _steps(base, topic_id, auth) == 1, 30, "trace")
     finally:
         stop(process)
     process = up()
@@ -273,7 +275,7 @@ def test_consult_up_runs_the_slice_and_survives_a_restart(tmp_path: Path, store:
         # A fresh (empty) broker: the relay brings it up to date from the store.
         wait_for(lambda: any(r.key == topic_id.encode() for r in read_topic(
             f"127.0.0.1:{broker_port}", "consultation.catalog.v1")), 30, "republication")
-        assert _steps(base, topic_id) == 1
+        assert _steps(base, topic_id, auth) == 1
     finally:
         stop(process)
 
@@ -285,6 +287,6 @@ def _ok(url: str) -> bool:
         return False
 
 
-def _steps(base: str, topic_id: str) -> int:
-    response = httpx.get(f"{base}/feedback/traces/{topic_id}", timeout=5)
+def _steps(base: str, topic_id: str, auth: dict[str, str]) -> int:
+    response = httpx.get(f"{base}/feedback/traces/{topic_id}", timeout=5, headers=auth)
     return len(response.json()["steps"]) if response.status_code == 200 else 0

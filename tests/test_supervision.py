@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from shared.embedded import free_port, port_open
-from tests.harness import read_topic, wait_for
+from tests.harness import cli_token, read_topic, wait_for
 from tests.test_spine import TOPIC, _ok, _steps
 
 
@@ -80,13 +80,13 @@ def gone(port: int, timeout: float = 15) -> bool:
 def test_sigterm_stops_the_broker_too_and_the_same_ports_start_again(data_dir: Path) -> None:
     up = ConsultUp(data_dir).start()
     try:
-        topic_id = httpx.post(f"{up.base}/catalog/topics", json=TOPIC).json()["id"]
-        wait_for(lambda: _steps(up.base, topic_id) == 1, 30, "trace")
+        topic_id = httpx.post(f"{up.base}/catalog/topics", json=TOPIC, headers=cli_token(up.data_dir)).json()["id"]
+        wait_for(lambda: _steps(up.base, topic_id, cli_token(up.data_dir)) == 1, 30, "trace")
         up.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         assert up.process.wait(30) == 0  # type: ignore[union-attr]
         assert gone(up.port) and gone(up.broker_port)
         again = ConsultUp(data_dir, up.port, up.broker_port).start()
-        wait_for(lambda: _steps(up.base, topic_id) == 1, 30, "trace after the restart")
+        wait_for(lambda: _steps(up.base, topic_id, cli_token(up.data_dir)) == 1, 30, "trace after the restart")
         again.stop()
     finally:
         up.stop()
@@ -152,8 +152,8 @@ def test_ports_in_use_are_one_clear_line(data_dir: Path) -> None:
 def test_a_broker_that_dies_is_restarted_and_caught_up(data_dir: Path) -> None:
     up = ConsultUp(data_dir).start()
     try:
-        topic_id = httpx.post(f"{up.base}/catalog/topics", json=TOPIC).json()["id"]
-        wait_for(lambda: _steps(up.base, topic_id) == 1, 30, "trace")
+        topic_id = httpx.post(f"{up.base}/catalog/topics", json=TOPIC, headers=cli_token(up.data_dir)).json()["id"]
+        wait_for(lambda: _steps(up.base, topic_id, cli_token(up.data_dir)) == 1, 30, "trace")
         first = up.broker_pid()
         started = len(up.log_lines())
         os.kill(first, signal.SIGKILL)
@@ -164,8 +164,8 @@ def test_a_broker_that_dies_is_restarted_and_caught_up(data_dir: Path) -> None:
         wait_for(lambda: any(r.key == topic_id.encode() for r in read_topic(bootstrap, "consultation.catalog.v1")),
                  60, "the store republished to the new broker")
         wait_for(lambda: _ok(f"{up.base}/catalog/health"), 30, "healthy again")
-        later = httpx.post(f"{up.base}/catalog/topics", json={**TOPIC, "title": "之后"}).json()["id"]
-        wait_for(lambda: _steps(up.base, later) == 1, 60, "trace after the restart")
+        later = httpx.post(f"{up.base}/catalog/topics", json={**TOPIC, "title": "之后"}, headers=cli_token(up.data_dir)).json()["id"]
+        wait_for(lambda: _steps(up.base, later, cli_token(up.data_dir)) == 1, 60, "trace after the restart")
         # Library lines went through the structured log, and a repeated one was held back.
         outage = up.log_lines()[started:]
         parsed = [json.loads(line) for line in outage]

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Path, Query
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from shared.access import OFFICES, READERS, STAFF, Caller, Forbidden, Principal, Role, allow, only_own
 from shared.fields import Month, Name, Text, Year
 from shared.forms import Form, current_plan_kind
-from shared.http import ERROR_RESPONSES, Command, Created
+from shared.http import ACCESS_RESPONSES, Command, Created
 from shared.service import Service
 
 from services.catalog import projections as q
@@ -122,88 +123,125 @@ def plan_out(p: Plan) -> dict[str, Any]:
     }
 
 
+#: Which office runs each kind of plan; the Party committee office decides them all.
+PLAN_OFFICES = {
+    PlanKind.government: Role.government_office, PlanKind.village: Role.government_office,
+    PlanKind.cppcc: Role.cppcc_office, PlanKind.cppcc_room: Role.cppcc_office,
+}
+PLANNERS = (Role.party_office, Role.government_office, Role.cppcc_office)
+
+
+def own_plan(principal: Principal, kind: str) -> None:
+    """The government office keeps government and village lists, the CPPCC office the CPPCC's."""
+    office = PLAN_OFFICES[PlanKind(kind)]
+    if principal.role not in (office, Role.party_office):
+        raise Forbidden(f"A {kind} plan is kept by the {office.value.replace('_', ' ')} (and decided with the "
+                        "Party committee office), not by this office.", "not_yours")
+
+
 def routes(service: Service) -> APIRouter:
     app: CatalogApplication = service.app  # type: ignore[assignment]
     views = service.views
-    r = APIRouter(responses=ERROR_RESPONSES)
+    r = APIRouter(responses=ACCESS_RESPONSES)
 
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return asyncio.to_thread(fn, *args, **kwargs)
 
-    @r.post("/topics", status_code=201, response_model=Created, summary="Propose a topic (议题征集)")
+    @r.post("/topics", status_code=201, response_model=Created, summary="Propose a topic (议题征集)",
+            dependencies=allow(STAFF, Role.member, Role.citizen))
     async def propose_topic(body: TopicIn) -> Created:
         return Created(id=await run(app.propose_topic, **topic_fields(body)))
 
-    @r.post("/topics/{topic_id}/screening", summary="Screen a topic (会商): accept or reject with reason")
+    @r.post("/topics/{topic_id}/screening", summary="Screen a topic (会商): accept or reject with reason",
+            dependencies=allow(PLANNERS))
     async def screen_topic(topic_id: str, body: ScreeningIn) -> dict[str, Any]:
         await run(app.screen_topic, topic_id, body.decision, body.reason, body.screened_by)
         return topic_out(await run(app.get, Topic, topic_id))
 
-    @r.get("/topics/{topic_id}", summary="One topic")
+    @r.get("/topics/{topic_id}", summary="One topic", dependencies=allow(READERS, Role.member))
     async def get_topic(topic_id: str) -> dict[str, Any]:
         return topic_out(await run(app.get, Topic, topic_id))
 
-    @r.post("/plans", status_code=201, response_model=Created, summary="Draft an annual plan")
-    async def draft_plan(body: PlanIn) -> Created:
+    @r.post("/plans", status_code=201, response_model=Created, summary="Draft an annual plan",
+            dependencies=allow(PLANNERS))
+    async def draft_plan(body: PlanIn, who: Principal = Caller) -> Created:
+        own_plan(who, body.kind)
         return Created(id=await run(app.draft_plan, body.year, body.kind, body.issuer))
 
-    @r.post("/plans/{plan_id}/items", summary="Add an accepted topic to a draft plan")
-    async def add_item(plan_id: str, body: ItemIn) -> dict[str, Any]:
+    @r.post("/plans/{plan_id}/items", summary="Add an accepted topic to a draft plan",
+            dependencies=allow(PLANNERS))
+    async def add_item(plan_id: str, body: ItemIn, who: Principal = Caller) -> dict[str, Any]:
+        own_plan(who, (await run(app.get, Plan, plan_id)).kind)
         item = body.model_dump(exclude={"topic_id"})
         await run(app.add_plan_item, plan_id, str(body.topic_id), **item)
         return plan_out(await run(app.get, Plan, plan_id))
 
-    @r.post("/plans/{plan_id}/review", summary="CPPCC chair meeting review (主席会议审议)")
+    @r.post("/plans/{plan_id}/review", summary="CPPCC chair meeting review (主席会议审议)",
+            dependencies=allow(Role.cppcc_office))
     async def review_plan(plan_id: str, body: ReviewIn) -> dict[str, Any]:
         await run(app.review_plan, plan_id, body.reviewed_by)
         return plan_out(await run(app.get, Plan, plan_id))
 
-    @r.post("/plans/{plan_id}/report", summary="Extension: a village 开单 list reported to the county (004)")
+    @r.post("/plans/{plan_id}/report", summary="Extension: a village 开单 list reported to the county (004)",
+            dependencies=allow(Role.government_office))
     async def report_plan(plan_id: str, body: ReportIn) -> dict[str, Any]:
         await run(app.report_plan, plan_id, body.compiled_by, body.reported_to)
         return plan_out(await run(app.get, Plan, plan_id))
 
     @r.post("/plans/{plan_id}/approval",
             summary="The deciding body's approval: government leaders, the Party committee, or the Party "
-                    "organisation of a 有事好商量 room")
-    async def approve_plan(plan_id: str, body: ApprovalIn) -> dict[str, Any]:
+                    "organisation of a 有事好商量 room", dependencies=allow(PLANNERS))
+    async def approve_plan(plan_id: str, body: ApprovalIn, who: Principal = Caller) -> dict[str, Any]:
+        own_plan(who, (await run(app.get, Plan, plan_id)).kind)
         await run(app.approve_plan, plan_id, body.approved_by)
         return plan_out(await run(app.get, Plan, plan_id))
 
-    @r.post("/plans/{plan_id}/publication", summary="Publish an approved plan to society")
-    async def publish_plan(plan_id: str, body: PublicationIn | None = None) -> dict[str, Any]:
+    @r.post("/plans/{plan_id}/publication", summary="Publish an approved plan to society",
+            dependencies=allow(PLANNERS))
+    async def publish_plan(plan_id: str, body: PublicationIn | None = None,
+                           who: Principal = Caller) -> dict[str, Any]:
+        own_plan(who, (await run(app.get, Plan, plan_id)).kind)
         await run(app.publish_plan, plan_id, body.published_by if body else None)
         return plan_out(await run(app.get, Plan, plan_id))
 
-    @r.post("/plans/{plan_id}/amendments", status_code=201, summary="Amend an approved plan (临时增加)")
-    async def amend_plan(plan_id: str, body: AmendmentIn) -> dict[str, Any]:
+    @r.post("/plans/{plan_id}/amendments", status_code=201, summary="Amend an approved plan (临时增加)",
+            dependencies=allow(PLANNERS))
+    async def amend_plan(plan_id: str, body: AmendmentIn, who: Principal = Caller) -> dict[str, Any]:
+        own_plan(who, (await run(app.get, Plan, plan_id)).kind)
         item = body.model_dump(exclude={"topic_id", "reason", "approved_by"})
         number = await run(app.amend_plan, plan_id, str(body.topic_id), body.reason, body.approved_by, **item)
         return {"id": f"{plan_id}/amendments/{number}", "number": number}
 
-    @r.get("/plans/{plan_id}", summary="One plan with its items and amendment history")
+    @r.get("/plans/{plan_id}", summary="One plan with its items and amendment history",
+           dependencies=allow(READERS))
     async def get_plan(plan_id: str) -> dict[str, Any]:
         return plan_out(await run(app.get, Plan, plan_id))
 
     # -- views -----------------------------------------------------------------
-    @r.get("/views/government-catalogue/{year}", summary="Government office: the year's catalogue")
+    @r.get("/views/government-catalogue/{year}", summary="Government office: the year's catalogue",
+           dependencies=allow(OFFICES, Role.auditor))
     async def government_catalogue(year: Annotated[int, Path(ge=2000, le=2100)]) -> dict[str, Any]:
         return await run(q.government_catalogue, views, year)
 
-    @r.get("/views/awaiting-approval", summary="Plans their deciding body can decide now")
+    @r.get("/views/awaiting-approval", summary="Plans their deciding body can decide now",
+           dependencies=allow(PLANNERS, Role.auditor))
     async def awaiting_approval() -> list[dict[str, Any]]:
         return await run(q.awaiting_approval, views)
 
-    @r.get("/views/plan-desk", summary="Extension: what waits on each body: decide, review, report, publish")
+    @r.get("/views/plan-desk", summary="Extension: what waits on each body: decide, review, report, publish",
+           dependencies=allow(OFFICES, Role.auditor))
     async def plan_desk() -> dict[str, Any]:
         return await run(q.plan_desk, views)
 
-    @r.get("/views/topic-pipeline", summary="CPPCC office: topics by source and status")
+    @r.get("/views/topic-pipeline", summary="CPPCC office: topics by source and status",
+           dependencies=allow(OFFICES, Role.auditor))
     async def topic_pipeline() -> dict[str, Any]:
         return await run(q.topic_pipeline, views)
 
-    @r.get("/views/departments/{department}/schedule", summary="A lead department's scheduled topics")
-    async def department_schedule(department: str) -> list[dict[str, Any]]:
+    @r.get("/views/departments/{department}/schedule", summary="A lead department's scheduled topics",
+           dependencies=allow(READERS))
+    async def department_schedule(department: str, who: Principal = Caller) -> list[dict[str, Any]]:
+        only_own(who, department, what=f"The schedule of {department}")
         return await run(q.department_schedule, views, department)
 
     @r.get("/public/plans", summary="The public's published plans (向社会公布)")

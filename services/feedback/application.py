@@ -7,7 +7,6 @@ and ``redact`` keeps even the sealed form, and every confidential text, off Kafk
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -94,14 +93,7 @@ class FeedbackApplication(ServiceApplication):
 
     # -- people ------------------------------------------------------------------
     def person_ref(self, person: dict[str, Any]) -> str:
-        """One reference per person: by ID number, else phone, else name.
-
-        The same reference in every event lets the author follow their own opinions
-        and be erased in one step. A name alone is the weakest identity: two people
-        of one name who give neither phone nor ID number share a reference.
-        """
-        identity = person.get("id_number") or person.get("phone") or person["name"]
-        return self.pseudonyms.ref("person", re.sub(r"\s+", "", identity).upper())
+        return self.pseudonyms.person(person)
 
     def seal_person(self, person: dict[str, Any]) -> tuple[str, str]:
         ref = self.person_ref(person)

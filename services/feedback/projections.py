@@ -223,9 +223,10 @@ def trace(views: ViewStore, topic_id: str) -> list[dict[str, Any]] | None:
         if link.get("whole") or step.get("topic_id") in (None, topic_id)
     ]
     steps.sort(key=lambda s: (s["time"], s["service"], s["sequence"]))
-    # A person who was erased no longer shows, not even by reference.
+    # A person who was erased no longer shows, not even by reference (an actor is a bare
+    # reference on older events, ``citizen:<ref>`` or ``member:<ref>`` on those a person signed).
     for step in steps:
-        if step["actor"] and views.get("trace_erased", step["actor"]) is not None:
+        if step["actor"] and views.get("trace_erased", step["actor"].rpartition(":")[2]) is not None:
             step["actor"] = None
     return steps
 

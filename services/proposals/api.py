@@ -10,10 +10,12 @@ from fastapi import APIRouter
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from shared import access
+from shared.access import READERS, Caller, Forbidden, Principal, allow, only_own, only_self
 from shared.domain import NotFound, Refused
 from shared.fields import Day, Flag, Line, Name, Phone, Text, Year, items
 from shared.forms import ContentType
-from shared.http import ERROR_RESPONSES, Command, Created
+from shared.http import ACCESS_RESPONSES, Command, Created
 from shared.service import Service
 
 from services.proposals import projections as q
@@ -176,10 +178,27 @@ def member_out(m: Member) -> dict[str, Any]:
             "term_from": m.term_from, "term_to": m.term_to, "duties": m.duties}
 
 
+A = access.Role
+#: The office that runs each kind: the CPPCC office proposals (提案), the NPC office suggestions (建议).
+KIND_OFFICE = {Kind.cppcc_proposal: A.cppcc_office, Kind.npc_suggestion: A.npc_office}
+PROPOSAL_OFFICES = (A.cppcc_office, A.npc_office)
+#: Who oversees handling (交办, 督办) besides the two offices.
+OVERSIGHT = (*PROPOSAL_OFFICES, A.government_office, A.party_office)
+
+
+def units_of(p: Proposal) -> list[str]:
+    assignment = p.assignment or {}
+    return [u for u in [assignment.get("lead_unit"), *assignment.get("co_units", [])] if u]
+
+
+def proposer_names(p: Proposal) -> list[str]:
+    return [str(x.get("name")) for x in p.proposers]
+
+
 def routes(service: Service) -> APIRouter:
     app: ProposalsApplication = service.app  # type: ignore[assignment]
     views = service.views
-    r = APIRouter(responses=ERROR_RESPONSES)
+    r = APIRouter(responses=ACCESS_RESPONSES)
 
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return asyncio.to_thread(fn, *args, **kwargs)
@@ -187,10 +206,33 @@ def routes(service: Service) -> APIRouter:
     async def record(proposal_id: str) -> dict[str, Any]:
         return proposal_out(await run(app.proposal, proposal_id))
 
+    async def visible(who: Principal, proposal_id: str) -> Proposal:
+        """The proposal, if this caller may see it: its units, its proposers, or an office."""
+        p: Proposal = await run(app.proposal, proposal_id)
+        only_own(who, *units_of(p), what=f"Proposal {proposal_id}")
+        if who.role is A.member and who.name not in proposer_names(p):
+            raise Forbidden(f"Proposal {proposal_id} is not one of yours; a member sees their own proposals.",
+                            "not_yours")
+        return p
+
+    async def kept_by(who: Principal, proposal_id: str) -> Proposal:
+        """The CPPCC office keeps proposals, the NPC office suggestions."""
+        p: Proposal = await run(app.proposal, proposal_id)
+        office = KIND_OFFICE[Kind(p.kind)]
+        if who.role in PROPOSAL_OFFICES and who.role is not office:
+            raise Forbidden(f"A {p.kind.replace('_', ' ')} is handled by the {office.value.replace('_', ' ')}.",
+                            "not_yours")
+        return p
+
     # -- the pipeline ---------------------------------------------------------------------
     @r.post("", status_code=201, response_model=Created,
-            summary="Submit a proposal (提案) or suggestion (建议): alone, jointly (联名) or by a body")
-    async def submit(body: ProposalIn) -> Created:
+            summary="Submit a proposal (提案) or suggestion (建议): alone, jointly (联名) or by a body",
+            dependencies=allow(PROPOSAL_OFFICES, A.member))
+    async def submit(body: ProposalIn, who: Principal = Caller) -> Created:
+        office = KIND_OFFICE[Kind(body.kind)]
+        if who.role in PROPOSAL_OFFICES and who.role is not office:
+            raise Forbidden(f"A {body.kind.value.replace('_', ' ')} is entered by the "
+                            f"{office.value.replace('_', ' ')}.", "not_yours")
         opinion_id = str(body.from_opinion_id) if body.from_opinion_id else None
         opinion = await run(q.known_opinion, views, opinion_id) if opinion_id else None
         proposal_id = await run(
@@ -199,13 +241,16 @@ def routes(service: Service) -> APIRouter:
             collective=body.collective.model_dump() if body.collective else None, opinion_id=opinion_id)
         return Created(id=proposal_id)
 
-    @r.get("/{proposal_id}", summary="One proposal: the official record, every round, the topic it became")
-    async def get_proposal(proposal_id: str) -> dict[str, Any]:
-        return await record(proposal_id)
+    @r.get("/{proposal_id}", summary="One proposal: the official record, every round, the topic it became",
+           dependencies=allow(READERS, A.member))
+    async def get_proposal(proposal_id: str, who: Principal = Caller) -> dict[str, Any]:
+        return proposal_out(await visible(who, proposal_id))
 
     @r.post("/{proposal_id}/review",
-            summary="Review meeting (提案审查会议): filed, not filed (reason), or turned into an opinion")
-    async def review(proposal_id: str, body: ReviewIn) -> dict[str, Any]:
+            summary="Review meeting (提案审查会议): filed, not filed (reason), or turned into an opinion",
+            dependencies=allow(PROPOSAL_OFFICES))
+    async def review(proposal_id: str, body: ReviewIn, who: Principal = Caller) -> dict[str, Any]:
+        await kept_by(who, proposal_id)
         target = None
         if body.decision is ReviewDecision.to_opinion:
             topic_id = str(body.topic_id)
@@ -224,104 +269,136 @@ def routes(service: Service) -> APIRouter:
         return await record(proposal_id)
 
     @r.post("/{proposal_id}/assignment",
-            summary="Assignment (交办) at the joint meeting: lead unit, co-units, due date, 领办 and 督办")
-    async def assign(proposal_id: str, body: AssignmentIn) -> dict[str, Any]:
+            summary="Assignment (交办) at the joint meeting: lead unit, co-units, due date, 领办 and 督办",
+            dependencies=allow(PROPOSAL_OFFICES, A.government_office))
+    async def assign(proposal_id: str, body: AssignmentIn, who: Principal = Caller) -> dict[str, Any]:
+        await kept_by(who, proposal_id)
         await run(app.assign, proposal_id, body.lead_unit, body.co_units, body.due_on, body.leader,
                   body.supervisor, body.assigned_by)
         return await record(proposal_id)
 
-    @r.post("/{proposal_id}/co-unit-views", summary="Extension: a co-unit's view to the lead unit (协办意见)")
-    async def co_unit_view(proposal_id: str, body: CoUnitViewIn) -> dict[str, Any]:
+    @r.post("/{proposal_id}/co-unit-views", summary="Extension: a co-unit's view to the lead unit (协办意见)",
+            dependencies=allow(A.department))
+    async def co_unit_view(proposal_id: str, body: CoUnitViewIn, who: Principal = Caller) -> dict[str, Any]:
+        await visible(who, proposal_id)
         await run(app.co_unit_view, proposal_id, body.unit, body.view)
         return await record(proposal_id)
 
     @r.post("/{proposal_id}/handling-consultation",
-            summary="Consultation with the proposer (批办, 现场, 联合, 面对面): required before the reply")
-    async def consult(proposal_id: str, body: ConsultationIn) -> dict[str, Any]:
+            summary="Consultation with the proposer (批办, 现场, 联合, 面对面): required before the reply",
+            dependencies=allow(PROPOSAL_OFFICES, A.department))
+    async def consult(proposal_id: str, body: ConsultationIn, who: Principal = Caller) -> dict[str, Any]:
+        p = await kept_by(who, proposal_id)
+        if who.role is A.department:
+            only_own(who, (p.assignment or {}).get("lead_unit"), what=f"Handling proposal {proposal_id}")
         await run(app.consult, proposal_id, body.mode, body.held_on, body.proposer_view, body.unit)
         return await record(proposal_id)
 
-    @r.post("/{proposal_id}/reply", summary="The lead unit's reply (答复): category A, B or C")
-    async def reply(proposal_id: str, body: ReplyIn) -> dict[str, Any]:
+    @r.post("/{proposal_id}/reply", summary="The lead unit's reply (答复): category A, B or C",
+            dependencies=allow(A.department))
+    async def reply(proposal_id: str, body: ReplyIn, who: Principal = Caller) -> dict[str, Any]:
+        await visible(who, proposal_id)
         await run(app.reply, proposal_id, body.category, body.content, body.unit)
         return await record(proposal_id)
 
-    @r.post("/{proposal_id}/rating", summary="The proposer rates the reply; unsatisfied reopens handling once")
-    async def rate(proposal_id: str, body: RatingIn) -> dict[str, Any]:
+    @r.post("/{proposal_id}/rating", summary="The proposer rates the reply; unsatisfied reopens handling once",
+            dependencies=allow(PROPOSAL_OFFICES, A.member))
+    async def rate(proposal_id: str, body: RatingIn, who: Principal = Caller) -> dict[str, Any]:
+        await visible(who, proposal_id)
+        await kept_by(who, proposal_id)
         await run(app.rate, proposal_id, body.rating, body.comment, body.rated_by)
         return await record(proposal_id)
 
     @r.post("/{proposal_id}/conversion", status_code=202,
-            summary="Convert a filed proposal into a consultation topic; the catalog answers through Kafka")
-    async def convert(proposal_id: str, body: ConversionIn) -> dict[str, Any]:
+            summary="Convert a filed proposal into a consultation topic; the catalog answers through Kafka",
+            dependencies=allow(PROPOSAL_OFFICES))
+    async def convert(proposal_id: str, body: ConversionIn, who: Principal = Caller) -> dict[str, Any]:
+        await kept_by(who, proposal_id)
         attempt = await run(app.convert, proposal_id, body.converted_by, body.content_type, body.title)
         return {"id": proposal_id, "attempt": attempt, "status": "requested",
                 "detail": "The catalog creates the topic and says so on its topic; GET this proposal "
                           "for the topic id, or for why the catalog refused."}
 
-    @r.post("/{proposal_id}/publication", summary="Extension: publish the proposal and its results (公开)")
-    async def publish(proposal_id: str, body: PublicationIn) -> dict[str, Any]:
+    @r.post("/{proposal_id}/publication", summary="Extension: publish the proposal and its results (公开)",
+            dependencies=allow(PROPOSAL_OFFICES))
+    async def publish(proposal_id: str, body: PublicationIn, who: Principal = Caller) -> dict[str, Any]:
+        await kept_by(who, proposal_id)
         await run(app.publish, proposal_id, body.published_by)
         return await record(proposal_id)
 
     @r.post("/digests", status_code=201, response_model=Created,
-            summary="Extension: a key-proposal digest (重要提案摘报) to the Party committee and government")
+            summary="Extension: a key-proposal digest (重要提案摘报) to the Party committee and government",
+            dependencies=allow(PROPOSAL_OFFICES))
     async def digest(body: DigestIn) -> Created:
         return Created(id=await run(app.submit_digest, body.title, body.summary,
                                     [str(i) for i in body.proposal_ids], body.compiled_by, body.submitted_to))
 
     # -- members ---------------------------------------------------------------------------
     @r.post("/members", status_code=201, response_model=Created,
-            summary="Extension: register a CPPCC member (委员) and their term, for the duty record")
+            summary="Extension: register a CPPCC member (委员) and their term, for the duty record",
+            dependencies=allow(PROPOSAL_OFFICES))
     async def register(body: MemberIn) -> Created:
         return Created(id=await run(app.register_member, **body.model_dump()))
 
-    @r.get("/members/{member}", summary="Extension: a member (by id or name) and their recorded duties")
-    async def get_member(member: str) -> dict[str, Any]:
-        return member_out(await run(app.member, member))
+    @r.get("/members/{member}", summary="Extension: a member (by id or name) and their recorded duties",
+           dependencies=allow(PROPOSAL_OFFICES, A.party_office, A.auditor, A.member))
+    async def get_member(member: str, who: Principal = Caller) -> dict[str, Any]:
+        found = await run(app.member, member)
+        only_self(who, found.name, what="This duty record")
+        return member_out(found)
 
     @r.post("/members/{member}/duties", status_code=201, response_model=Created,
-            summary="Record a duty of the \"五个一\" (plenary, 社情民意, activity, speech, research report)")
+            summary="Record a duty of the \"五个一\" (plenary, 社情民意, activity, speech, research report)",
+            dependencies=allow(PROPOSAL_OFFICES))
     async def record_duty(member: str, body: DutyIn) -> Created:
         await run(app.record_duty, member, body.year, body.duty, body.title, body.on, body.recorded_by)
         return Created(id=str((await run(app.member, member)).id))
 
     # -- views -----------------------------------------------------------------------------
-    @r.get("/views/pipeline", summary="Extension: the CPPCC office's pipeline by status, sector, key, face to face")
+    @r.get("/views/pipeline", summary="Extension: the CPPCC office's pipeline by status, sector, key, face to face",
+           dependencies=allow(OVERSIGHT, A.auditor))
     async def pipeline(status: str | None = None, sector: str | None = None, key: bool | None = None,
                        face_to_face: bool | None = None) -> dict[str, Any]:
         return await run(q.pipeline, views, status, sector, key, face_to_face)
 
     @r.get("/views/units/{unit}", summary="Extension: a handling unit's replies due (working days left or "
-           "overdue) and co-unit views owed")
-    async def unit(unit: str) -> dict[str, Any]:
+           "overdue) and co-unit views owed", dependencies=allow(READERS))
+    async def unit(unit: str, who: Principal = Caller) -> dict[str, Any]:
+        only_own(who, unit, what=f"The queue of {unit}")
         return await run(q.unit_queue, views, unit, app.clock.today(), app.calendar)
 
-    @r.get("/views/proposers/{name}", summary="Extension: a proposer's own proposals")
-    async def proposer(name: str) -> list[dict[str, Any]]:
+    @r.get("/views/proposers/{name}", summary="Extension: a proposer's own proposals",
+           dependencies=allow(PROPOSAL_OFFICES, A.auditor, A.member))
+    async def proposer(name: str, who: Principal = Caller) -> list[dict[str, Any]]:
+        only_self(who, name, what=f"The proposals of {name}")
         return await run(q.proposer_proposals, views, name)
 
-    @r.get("/views/assessment", summary="Extension: assessment of handling units (办理考评)")
+    @r.get("/views/assessment", summary="Extension: assessment of handling units (办理考评)",
+           dependencies=allow(OVERSIGHT, A.auditor))
     async def assessment() -> dict[str, Any]:
         return await run(q.assessment, views)
 
-    @r.get("/views/supervision", summary="Extension: overdue replies and key proposals (领办, 督办)")
+    @r.get("/views/supervision", summary="Extension: overdue replies and key proposals (领办, 督办)",
+           dependencies=allow(OVERSIGHT, A.auditor))
     async def supervision() -> dict[str, Any]:
         return await run(q.supervision, views, app.clock.today(), app.calendar)
 
-    @r.get("/views/duties/{year}", summary="Every member's \"五个一\" record and who falls short (001 §23)")
+    @r.get("/views/duties/{year}", summary="Every member's \"五个一\" record and who falls short (001 §23)",
+           dependencies=allow(PROPOSAL_OFFICES, A.party_office, A.auditor))
     async def duties(year: int) -> dict[str, Any]:
         return await run(q.duties, views, _year(year))
 
     @r.get("/views/duties/{year}/attendance/{recipient}",
-           summary="Extension: attendance as reported to 组织部门, 统战部门 or the member's employer")
+           summary="Extension: attendance as reported to 组织部门, 统战部门 or the member's employer",
+           dependencies=allow(PROPOSAL_OFFICES, A.party_office, A.auditor))
     async def attendance(year: int, recipient: Literal["organization_department", "united_front_department",
                                                        "employer"], employer: str | None = None) -> dict[str, Any]:
         if recipient == "employer" and not employer:
             raise Refused("The report to an employer names the employer (?employer=).", rule="employer_required")
         return await run(q.attendance, views, _year(year), recipient, employer)
 
-    @r.get("/views/known-topics/{topic_id}", summary="Extension: what this service learned of a topic")
+    @r.get("/views/known-topics/{topic_id}", summary="Extension: what this service learned of a topic",
+           dependencies=allow(READERS))
     async def known(topic_id: str) -> dict[str, Any]:
         topic = await run(q.known_topic, views, topic_id)
         if topic is None:

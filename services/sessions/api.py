@@ -10,9 +10,11 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from shared import access
+from shared.access import OFFICES, READERS, Caller, Principal, allow, only_own
 from shared.fields import Day, Flag, Line, Name, Text, items
 from shared.forms import Form
-from shared.http import ERROR_RESPONSES, Command, Created
+from shared.http import ACCESS_RESPONSES, Command, Created
 from shared.service import Service
 
 from services.sessions import projections as q
@@ -168,10 +170,22 @@ def session_out(s: Session) -> dict[str, Any]:
     }
 
 
+A = access.Role
+#: Who runs a session: the offices that organise consultation, and its lead department.
+RUNNERS = (A.government_office, A.cppcc_office, A.party_office, A.department)
+#: Steps of a session, in handlers: checked against who leads it.
+SESSION_STEP = allow(RUNNERS)
+
+
+def departments_of(s: Session) -> set[str]:
+    """The departments a session concerns: its lead, and each tasked by an instruction."""
+    return {s.lead_department} | {d for i in s.instructions for d in i.get("departments", ())}
+
+
 def routes(service: Service) -> APIRouter:
     app: SessionsApplication = service.app  # type: ignore[assignment]
     views = service.views
-    r = APIRouter(responses=ERROR_RESPONSES)
+    r = APIRouter(responses=ACCESS_RESPONSES)
 
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return asyncio.to_thread(fn, *args, **kwargs)
@@ -179,90 +193,124 @@ def routes(service: Service) -> APIRouter:
     async def current(session_id: str) -> dict[str, Any]:
         return session_out(await run(app.get, Session, session_id))
 
+    async def led_by(who: Principal, session_id: str) -> None:
+        """A department acts only on the sessions it leads."""
+        if who.role is A.department:
+            s = await run(app.get, Session, session_id)
+            only_own(who, s.lead_department, what=f"Session {session_id}")
+
     @r.post("", status_code=201, response_model=Created,
-            summary="Schedule a session for a topic in an approved plan")
-    async def schedule(body: ScheduleIn) -> Created:
+            summary="Schedule a session for a topic in an approved plan", dependencies=allow(RUNNERS))
+    async def schedule(body: ScheduleIn, who: Principal = Caller) -> Created:
+        only_own(who, body.lead_department, what="A session led by another department")
         topic_id = str(body.topic_id)
         planned = await run(q.planned, views, topic_id)
         fields = body.model_dump(exclude={"topic_id"})
         return Created(id=await run(app.schedule_session, planned, topic_id=topic_id, **fields))
 
-    @r.get("/{session_id}", summary="One session, with its status and the due dates it is held to")
-    async def get_session(session_id: str) -> dict[str, Any]:
-        return await current(session_id)
+    @r.get("/{session_id}", summary="One session, with its status and the due dates it is held to",
+           dependencies=allow(READERS))
+    async def get_session(session_id: str, who: Principal = Caller) -> dict[str, Any]:
+        s = await run(app.get, Session, session_id)
+        only_own(who, *departments_of(s), what=f"Session {session_id}")
+        return session_out(s)
 
-    @r.post("/{session_id}/reschedule", summary="Extension: move the session to another date (改期), with reason")
-    async def reschedule(session_id: str, body: RescheduleIn) -> dict[str, Any]:
+    @r.post("/{session_id}/reschedule", summary="Extension: move the session to another date (改期), with reason",
+            dependencies=SESSION_STEP)
+    async def reschedule(session_id: str, body: RescheduleIn, who: Principal = Caller) -> dict[str, Any]:
+        await led_by(who, session_id)
         await run(app.reschedule, session_id, body.scheduled_for, body.reason, body.decided_by)
         return await current(session_id)
 
-    @r.post("/{session_id}/cancellation", summary="Extension: cancel a session before it is held, with reason")
-    async def cancellation(session_id: str, body: CancellationIn) -> dict[str, Any]:
+    @r.post("/{session_id}/cancellation", summary="Extension: cancel a session before it is held, with reason",
+            dependencies=SESSION_STEP)
+    async def cancellation(session_id: str, body: CancellationIn, who: Principal = Caller) -> dict[str, Any]:
+        await led_by(who, session_id)
         await run(app.cancel, session_id, body.reason, body.decided_by)
         return await current(session_id)
 
-    @r.post("/{session_id}/invitations", summary="Invite participants by role (协商对象)")
-    async def invite(session_id: str, body: InvitationsIn) -> dict[str, Any]:
+    @r.post("/{session_id}/invitations", summary="Invite participants by role (协商对象)",
+            dependencies=SESSION_STEP)
+    async def invite(session_id: str, body: InvitationsIn, who: Principal = Caller) -> dict[str, Any]:
+        await led_by(who, session_id)
         people = [p.model_dump() for p in body.participants]
         await run(app.invite, session_id, people, body.invited_by)
         return await current(session_id)
 
-    @r.post("/{session_id}/research", summary="File the research report (调研报告)")
-    async def research(session_id: str, body: ResearchIn) -> dict[str, Any]:
+    @r.post("/{session_id}/research", summary="File the research report (调研报告)",
+            dependencies=SESSION_STEP)
+    async def research(session_id: str, body: ResearchIn, who: Principal = Caller) -> dict[str, Any]:
+        await led_by(who, session_id)
         await run(app.file_research, session_id, body.summary, body.filed_by)
         return await current(session_id)
 
     @r.post("/{session_id}/notice", response_model=NoticeOut,
-            summary="Serve notice and materials; counts official working days before the session")
-    async def notice(session_id: str, body: NoticeIn) -> dict[str, Any]:
+            summary="Serve notice and materials; counts official working days before the session",
+            dependencies=SESSION_STEP)
+    async def notice(session_id: str, body: NoticeIn, who: Principal = Caller) -> dict[str, Any]:
+        await led_by(who, session_id)
         return await run(app.serve_notice, session_id, body.served_on, body.materials, body.served_by)
 
-    @r.post("/{session_id}/held", summary="Record the session as held (date, attendees, minutes)")
-    async def held(session_id: str, body: HeldIn) -> dict[str, Any]:
+    @r.post("/{session_id}/held", summary="Record the session as held (date, attendees, minutes)",
+            dependencies=SESSION_STEP)
+    async def held(session_id: str, body: HeldIn, who: Principal = Caller) -> dict[str, Any]:
+        await led_by(who, session_id)
         await run(app.hold, session_id, **body.model_dump())
         return await current(session_id)
 
     @r.post("/{session_id}/consultation-opinion",
-            summary="Extension: the lead department's consultation opinion (协商意见), due 5 working days after")
-    async def opinion(session_id: str, body: OpinionIn) -> dict[str, Any]:
+            summary="Extension: the lead department's consultation opinion (协商意见), due 5 working days after",
+            dependencies=SESSION_STEP)
+    async def opinion(session_id: str, body: OpinionIn, who: Principal = Caller) -> dict[str, Any]:
+        await led_by(who, session_id)
         await run(app.form_opinion, session_id, body.summary, body.formed_by)
         return await current(session_id)
 
-    @r.post("/{session_id}/report", summary="Compile the consultation report (协商报告)")
-    async def report(session_id: str, body: ReportIn) -> dict[str, Any]:
+    @r.post("/{session_id}/report", summary="Compile the consultation report (协商报告)",
+            dependencies=SESSION_STEP)
+    async def report(session_id: str, body: ReportIn, who: Principal = Caller) -> dict[str, Any]:
+        await led_by(who, session_id)
         opinion_ids = list(dict.fromkeys(str(i) for i in body.opinion_ids))
         published = await run(q.published_opinions, views, opinion_ids)
         await run(app.compile_report, session_id, body.summary, body.compiled_by, opinion_ids, published)
         return await current(session_id)
 
     @r.post("/{session_id}/report/submission",
-            summary="Submit the report to the Party committee and government (报送)")
-    async def submission(session_id: str, body: SubmissionIn) -> dict[str, Any]:
+            summary="Submit the report to the Party committee and government (报送)",
+            dependencies=SESSION_STEP)
+    async def submission(session_id: str, body: SubmissionIn, who: Principal = Caller) -> dict[str, Any]:
+        await led_by(who, session_id)
         await run(app.submit_report, session_id, body.submitted_to, body.submitted_by)
         return await current(session_id)
 
     @r.post("/{session_id}/instructions", status_code=201, response_model=Created,
-            summary="Record a leader's instruction (批示) and the departments tasked")
+            summary="Record a leader's instruction (批示) and the departments tasked",
+            dependencies=allow(A.party_office, A.government_office))
     async def instruct(session_id: str, body: InstructionIn) -> Created:
         return Created(id=await run(app.issue_instruction, session_id, body.leader, body.text,
                                     body.departments))
 
     @r.post("/{session_id}/instructions/{instruction_id}/implementation",
-            summary="Extension: a tasked department reports implementation, copied to the CPPCC office")
-    async def implementation(session_id: str, instruction_id: str, body: ImplementationIn) -> dict[str, Any]:
+            summary="Extension: a tasked department reports implementation, copied to the CPPCC office",
+            dependencies=allow(A.government_office, A.department))
+    async def implementation(session_id: str, instruction_id: str, body: ImplementationIn,
+                             who: Principal = Caller) -> dict[str, Any]:
+        only_own(who, body.department, what=f"Reporting for {body.department}")
         await run(app.report_implementation, session_id, instruction_id, body.department, body.note,
                   body.reported_by)
         return await current(session_id)
 
     # -- emergency exemption (002 第十四条) ----------------------------------------
     @r.post("/exemptions", status_code=201, response_model=Created,
-            summary="Extension: record a decision exempt from consultation, with category and reason")
+            summary="Extension: record a decision exempt from consultation, with category and reason",
+            dependencies=allow(A.party_office, A.government_office))
     async def exemption(body: ExemptionIn) -> Created:
         fields = body.model_dump()
         fields["topic_id"] = str(body.topic_id) if body.topic_id else None
         return Created(id=await run(app.record_exemption, **fields))
 
-    @r.get("/exemptions/{exemption_id}", summary="Extension: one recorded exemption")
+    @r.get("/exemptions/{exemption_id}", summary="Extension: one recorded exemption",
+           dependencies=allow(OFFICES, A.auditor))
     async def get_exemption(exemption_id: str) -> dict[str, Any]:
         e = await run(app.get, Exemption, exemption_id)
         return {"id": str(e.id), "decision": e.decision, "category": e.category, "reason": e.reason,
@@ -271,25 +319,31 @@ def routes(service: Service) -> APIRouter:
 
     # -- views -------------------------------------------------------------------
     @r.get("/views/planned-topics/{topic_id}",
-           summary="The approved plan items holding a topic, as this service learned them from Kafka")
+           summary="The approved plan items holding a topic, as this service learned them from Kafka",
+           dependencies=allow(READERS))
     async def planned_topic(topic_id: str) -> list[dict[str, Any]]:
         return await run(q.planned, views, topic_id)
 
-    @r.get("/views/departments/{department}/agenda", summary="A lead department's agenda")
-    async def agenda(department: str) -> dict[str, Any]:
+    @r.get("/views/departments/{department}/agenda", summary="A lead department's agenda",
+           dependencies=allow(READERS))
+    async def agenda(department: str, who: Principal = Caller) -> dict[str, Any]:
+        only_own(who, department, what=f"The agenda of {department}")
         return await run(q.department_agenda, views, department)
 
     @r.get("/views/supervision",
-           summary="Government office supervision list (督办): overdue steps, waivers, exemptions")
+           summary="Government office supervision list (督办): overdue steps, waivers, exemptions",
+           dependencies=allow(OFFICES, A.auditor))
     async def supervision() -> dict[str, Any]:
         return await run(q.supervision, views, app.clock.today(), app.calendar)
 
-    @r.get("/views/awaiting-instruction", summary="Party committee office: reports awaiting instruction")
+    @r.get("/views/awaiting-instruction", summary="Party committee office: reports awaiting instruction",
+           dependencies=allow(A.party_office, A.government_office, A.auditor))
     async def awaiting() -> list[dict[str, Any]]:
         return await run(q.awaiting_instruction, views)
 
     @r.get("/views/cppcc-office/implementation",
-           summary="CPPCC office: instructions and the implementation copied back to it")
+           summary="CPPCC office: instructions and the implementation copied back to it",
+           dependencies=allow(A.cppcc_office, A.party_office, A.government_office, A.auditor))
     async def copies() -> list[dict[str, Any]]:
         return await run(q.implementation_copies, views)
 
