@@ -49,7 +49,13 @@ class BoundedMapper(Mapper[UUID]):
         return stored
 
 
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
+    """``value`` as JSON has it (dates and UUIDs as strings); most values are already plain."""
+    if type(value) in _AS_IS:
+        return value
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, UUID):

@@ -184,6 +184,24 @@ class Settings(BaseSettings):
                              "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
         return self
 
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment variables that give them (unset ones left out):
+        for a service started in another process with the same configuration."""
+        env = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            alias = info.validation_alias if isinstance(info.validation_alias, str) else None
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = str(value).lower()
+            elif isinstance(value, date):
+                value = value.isoformat()
+            env[alias or f"CONSULT_{name.upper()}"] = str(value)
+        return env
+
     @property
     def auth_embedded(self) -> bool:
         """True when this deployment signs its own tokens (no identity provider set)."""

@@ -65,6 +65,9 @@ class LogFollower:
                     await self.recover()
                     failed = False
                 await self.idle()
+                # Cleared before reading, not after: a save while the read is under way
+                # wakes the wait below at once instead of being lost for a poll interval.
+                self._wake.clear()
                 after = await self.position()
                 batch = await asyncio.to_thread(self.app.notifications, after, self.batch_size)
                 if batch:
@@ -74,7 +77,6 @@ class LogFollower:
                     continue
                 self.succeeded()
                 self.caught_up.set()
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
                 except TimeoutError:

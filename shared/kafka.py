@@ -11,7 +11,7 @@ from typing import Any
 
 import aiokafka.admin.client
 import aiokafka.client
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     MessageSizeTooLargeError,
@@ -219,12 +219,29 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS) 
 async def publish(
     broker: KafkaBroker, topic: str, event: CloudEvent, *, correlation_id: str | None = None
 ) -> asyncio.Future:
-    """Queue one event in structured mode; the returned future resolves on broker ack."""
-    return await broker.publish(
-        event.to_bytes(),
-        topic,
-        key=event.subject.encode(),
-        headers={"content-type": CONTENT_TYPE},
-        correlation_id=correlation_id or event.id,
-        no_confirm=True,
-    )
+    """Queue one event in structured mode; the returned future resolves on broker ack.
+
+    The relays publish tens of thousands of events in a row, each keyed by its subject
+    (FastStream's ``publish_batch`` takes no key per message). FastStream's ``publish``
+    costs about three times aiokafka's ``send`` per message (middlewares, a command
+    object, header encoding), so the event goes straight to the aiokafka producer
+    FastStream connected, with the same headers FastStream would set; without one (a
+    test broker), through FastStream.
+    """
+    correlation = correlation_id or event.id
+    producer = _aiokafka_producer(broker)
+    if producer is None:
+        return await broker.publish(event.to_bytes(), topic, key=event.subject.encode(),
+                                    headers={"content-type": CONTENT_TYPE}, correlation_id=correlation,
+                                    no_confirm=True)
+    return await producer.send(topic, event.to_bytes(), key=event.subject.encode(),
+                               headers=[("content-type", _CONTENT_TYPE), ("correlation_id", correlation.encode())])
+
+
+_CONTENT_TYPE = CONTENT_TYPE.encode()
+
+
+def _aiokafka_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
+    """The connected aiokafka producer inside FastStream's broker (faststream 0.7), if any."""
+    producer = getattr(getattr(getattr(broker.config, "producer", None), "_producer", None), "producer", None)
+    return producer if isinstance(producer, AIOKafkaProducer) else None

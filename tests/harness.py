@@ -87,7 +87,7 @@ class PolicyAuth(httpx.Auth):
         roles = self.roles(request.method, path) or ()
         try:
             body = json.loads(request.content or b"{}")
-        except ValueError:
+        except (ValueError, httpx.RequestNotRead):  # not JSON, or streamed
             body = {}
         body = body if isinstance(body, dict) else {}
         response = None

@@ -37,16 +37,8 @@ def propose(system: RunningSystem, **changes: Any) -> str:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The same settings as environment variables, for a service in a subprocess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSULT_", "KAFKA_", "POSTGRES_"))}
-    env.update({
-        "CONSULT_DATA_DIR": str(settings.data_dir), "CONSULT_STORE": settings.store,
-        "CONSULT_SCHEMA_PREFIX": settings.schema_prefix, "CONSULT_GROUP_PREFIX": settings.group_prefix,
-        "CONSULT_TOPIC_PREFIX": settings.topic_prefix, "CONSULT_LOG_FORMAT": "json",
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "KAFKA_IDEMPOTENCE": str(settings.kafka_idempotence).lower(),
-        "POSTGRES_HOST": settings.postgres_host, "POSTGRES_PORT": str(settings.postgres_port),
-        "POSTGRES_USER": settings.postgres_user, "POSTGRES_PASSWORD": settings.postgres_password,
-        "POSTGRES_DBNAME": settings.postgres_dbname, "CONSULT_POLL_INTERVAL": "0.1",
-    })
+    env.update(settings.environment())
+    env.update({"CONSULT_LOG_FORMAT": "json", "CONSULT_POLL_INTERVAL": "0.1"})
     return env
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+import time
 import os
 import ssl
 from collections.abc import Iterator
@@ -12,6 +15,7 @@ import psycopg
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
+from shared.access import Role
 from shared.config import Settings
 from shared.kafka import ensure_topics, kafka_options, make_broker
 from shared.stores import admin_connection, use_postgres_tls
@@ -87,3 +91,31 @@ def test_a_caller_over_its_budget_gets_429_with_retry_after_and_nothing_is_store
         statuses = [system.http.get("/catalog/public/plans").status_code for _ in range(6)]
         assert statuses == [200] * 5 + [429]
         assert all(system.http.get("/catalog/health").status_code == 200 for _ in range(10))
+
+
+def test_past_capacity_a_request_is_shed_with_503_and_retry_after_and_nothing_is_stored(
+        kafka: KafkaEndpoint, tmp_path: Path) -> None:
+    settings = make_settings("sqlite", tmp_path, kafka, None, max_in_flight=1, shed_after=0.2)
+    with RunningSystem(settings, ["catalog"]) as system:
+        app = system.services["catalog"].app
+        release = threading.Event()
+
+        def slow_body() -> Iterator[bytes]:
+            # The one place is held while this body arrives, as a slow client holds it.
+            yield json.dumps(TOPIC)[:10].encode()
+            release.wait(10)
+            yield json.dumps(TOPIC)[10:].encode()
+
+        holder = threading.Thread(target=lambda: system.http.post(
+            "/catalog/topics", content=slow_body(),
+            headers={"content-type": "application/json", **system.as_(Role.government_office)}))
+        holder.start()
+        time.sleep(0.3)
+        shed = system.post("/catalog/topics", TOPIC)
+        assert shed.status_code == 503, shed.text
+        assert shed.headers["Retry-After"] == "1" and shed.json()["rule"] == "overloaded"
+        assert system.http.get("/catalog/health").status_code == 200  # health is never shed
+        release.set()
+        holder.join(10)
+        assert app.max_position() == 1  # the held request only
+        system.post("/catalog/topics", TOPIC, expect=201)
