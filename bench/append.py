@@ -21,7 +21,7 @@ def _submit(app: FeedbackApplication, i: int) -> None:
 
 
 def _event_size(app: FeedbackApplication) -> int:
-    [notification] = app.notifications(0, 1)
+    [notification] = app.notifications(app.max_position() - 1, 1)
     return len(notification.state)
 
 
@@ -56,9 +56,18 @@ def _raw_postgres(settings, schema: str, rows: int, size: int) -> float:  # noqa
     return rows / elapsed
 
 
-def run(store: str, events: int) -> list[Result]:
+def run(store: str, events: int, sizes: list[int] | None = None) -> list[Result]:
+    """``events`` appends into a store already holding each of ``sizes`` events (growth)."""
+    return [result for size in (sizes or [0]) for result in _run(store, events, size)]
+
+
+def _run(store: str, events: int, held: int) -> list[Result]:
+    from bench.rebuild import fill
+
     with fresh_settings(store) as settings:
         app = FeedbackApplication(settings)
+        if held:
+            fill(app, held)
         _submit(app, 0)  # warm: keys, tables, connections
         elapsed, _ = timed(lambda: [_submit(app, i) for i in range(1, events + 1)])
         size = _event_size(app)
@@ -68,4 +77,4 @@ def run(store: str, events: int) -> list[Result]:
         else:
             baseline = _raw_postgres(settings, f"{settings.schema_prefix}raw", events, size)
     return [Result("append (feedback opinions)", store, events, events / elapsed, baseline, TARGET,
-                   {"event_bytes": size})]
+                   {"event_bytes": size, "store_held": held})]

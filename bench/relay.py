@@ -59,7 +59,12 @@ async def _raw(settings, payloads: list[tuple[bytes, bytes]]) -> float:  # noqa:
     return len(payloads) / elapsed
 
 
-def run(store: str, events: int) -> list[Result]:
+def run(store: str, sizes: list[int]) -> list[Result]:
+    """A store of each size relayed whole (growth: the cost per event as the history grows)."""
+    return [result for events in sizes for result in _run(store, events)]
+
+
+def _run(store: str, events: int) -> list[Result]:
     with broker() as bootstrap, fresh_settings(store, kafka_bootstrap_servers=bootstrap, kafka_idempotence=False,
                                                 relay_enabled=True) as settings:
         app = CatalogApplication(settings)

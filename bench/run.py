@@ -15,7 +15,7 @@ import time
 from bench import append, endtoend, rebuild, relay
 from bench.common import HEADER, Result, machine
 
-BENCHMARKS = ("append", "relay", "rebuild", "e2e")
+BENCHMARKS = ("append", "relay", "rebuild", "e2e", "overload")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,13 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes on SQLite: under a minute")
     parser.add_argument("--stores", default=None, help="sqlite,postgres (default both; --quick: sqlite)")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"some of {','.join(BENCHMARKS)}")
-    parser.add_argument("--sizes", default=None, help="store sizes for rebuild and audit (growth): "
-                        "default 10000,100000,1000000; --quick: 5000")
+    parser.add_argument("--sizes", default=None, help="store sizes (growth): the store appended to, the "
+                        "store relayed, the store rebuilt and audited; default 10000,100000,1000000; "
+                        "--quick: 5000")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON lines")
     args = parser.parse_args(argv)
     stores = (args.stores or ("sqlite" if args.quick else "sqlite,postgres")).split(",")
     sizes = [int(s) for s in (args.sizes or ("5000" if args.quick else "10000,100000,1000000")).split(",")]
-    appends, relayed = (500, 2_000) if args.quick else (5_000, 50_000)
+    appends = 500 if args.quick else 5_000
+    held = [0] if args.quick else [0, *sizes]
     only = set(args.only.split(","))
 
     print(machine())
@@ -39,13 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     for store in stores:
         runs = []
         if "append" in only:
-            runs.append(lambda s=store: append.run(s, appends))
+            runs.append(lambda s=store: append.run(s, appends, held))
         if "relay" in only:
-            runs.append(lambda s=store: relay.run(s, relayed))
+            runs.append(lambda s=store: relay.run(s, [2_000] if args.quick else sizes))
         if "rebuild" in only:
             runs.append(lambda s=store: rebuild.run(s, sizes))
-        if "e2e" in only:
-            runs.append(lambda s=store: endtoend.run(s, 2.0 if args.quick else 20.0))
+        if "e2e" in only or "overload" in only:
+            runs.append(lambda s=store: endtoend.run(s, 2.0 if args.quick else 20.0,
+                                                     None if "overload" not in only else 3.0 if args.quick else 60.0))
         for run in runs:
             for result in run():
                 results.append(result)
