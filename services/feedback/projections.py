@@ -213,20 +213,24 @@ class Trace(ViewProjection):
 
 
 def trace(views: ViewStore, topic_id: str) -> list[dict[str, Any]] | None:
-    links = views.list("link", prefix=f"{topic_id}/")
-    if not links:
-        return None
-    steps = [
-        step
-        for link in links
-        for step in views.list("step", prefix=f"{link['subject']}/")
-        if link.get("whole") or step.get("topic_id") in (None, topic_id)
-    ]
+    # One snapshot for the whole answer: a topic with thousands of opinions is thousands of
+    # subjects, and a connection per read made such a trace take longer than a client waits.
+    with views.reading() as r:
+        links = r.list("link", prefix=f"{topic_id}/")
+        if not links:
+            return None
+        steps = [
+            step
+            for link in links
+            for step in r.list("step", prefix=f"{link['subject']}/")
+            if link.get("whole") or step.get("topic_id") in (None, topic_id)
+        ]
+        erased = {doc["ref"] for doc in r.list("trace_erased")}
     steps.sort(key=lambda s: (s["time"], s["service"], s["sequence"]))
     # A person who was erased no longer shows, not even by reference (an actor is a bare
     # reference on older events, ``citizen:<ref>`` or ``member:<ref>`` on those a person signed).
     for step in steps:
-        if step["actor"] and views.get("trace_erased", step["actor"].rpartition(":")[2]) is not None:
+        if step["actor"] and step["actor"].rpartition(":")[2] in erased:
             step["actor"] = None
     return steps
 
