@@ -35,7 +35,9 @@ async def _offer(url: str, topic: str, auth: dict[str, str], rate: float, second
 
     accepted: list[str] = []
     outcomes: Counter[str] = Counter()
-    connector = aiohttp.TCPConnector(limit=256)
+    # No pool limit: a request waiting for one of the client's own connections would queue
+    # here, out of the system's sight, and time out instead of being answered.
+    connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=TIMEOUT)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout, headers=auth) as http:
 
@@ -113,7 +115,9 @@ def measure(url: str, settings: Any, auth: dict[str, str], store: str, capacity:
     offered = asyncio.run(_offer(url, topic, auth, rate, seconds))
     accepted = set(offered["accepted"])
     seen, duplicated, backlog_s = asyncio.run(_on_kafka(settings, accepted, offered["ended"]))
-    in_trace = traced(url, topic, auth, len(accepted), timeout=60)
+    waited = time.perf_counter()
+    in_trace = traced(url, topic, auth, len(accepted), timeout=180)
+    trace_s = time.perf_counter() - waited
     goodput = len(accepted) / offered["load_s"]
     outcomes = offered["outcomes"]
     bad = {k: v for k, v in outcomes.items() if k != "accepted" and not k.startswith("shed")}
@@ -122,4 +126,4 @@ def measure(url: str, settings: Any, auth: dict[str, str], store: str, capacity:
         "shed": {k: v for k, v in outcomes.items() if k.startswith("shed")},
         "timeouts_or_errors": bad or 0, "lost": len(accepted - seen), "duplicated": duplicated,
         "backlog_cleared_s": round(backlog_s, 1), "backlog_ok": backlog_s <= BACKLOG_LIMIT and not accepted - seen,
-        "in_trace": in_trace})
+        "in_trace": in_trace, "trace_caught_up_s": round(trace_s, 1)})
