@@ -176,6 +176,16 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is no rate: write it like '50/second' or '3000 per minute'") from None
         return value
 
+    @field_validator("auth_algorithms")
+    @classmethod
+    def _asymmetric(cls, value: str) -> str:
+        names = [a.strip() for a in value.split(",") if a.strip()]
+        refused = [a for a in names if a.lower() == "none" or a.upper().startswith("HS")]
+        if refused or not names:
+            raise ValueError(f"{value!r}: tokens are verified with public keys only; name asymmetric "
+                             "algorithms (EdDSA, ES256, RS256, ...), never 'none' or HS*")
+        return value
+
     @model_validator(mode="after")
     def _sasl_credentials(self) -> Settings:
         if self.kafka_security_protocol.startswith("SASL") and not (

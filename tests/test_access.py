@@ -147,6 +147,10 @@ def test_a_token_from_a_configured_public_key_is_verified_and_the_embedded_key_i
                       headers={"Authorization": f"Bearer {wrong_issuer}"}).status_code == 401
     with pytest.raises(ValueError, match="identity provider"):
         mint(config, Role.cppcc_office, "李秘书")
+    # Public keys only: a deployment cannot be configured to accept unsigned or HMAC tokens.
+    for algorithms in ("none", "HS256,EdDSA", ""):
+        with pytest.raises(ValueError, match="public keys only"):
+            Settings(data_dir=tmp_path, auth_algorithms=algorithms)
     for service in app.state.services.values():
         service.close()
 
