@@ -98,6 +98,10 @@ class Duplicate(Exception):
     """The event was already applied to these read models."""
 
 
+#: What ``ViewTransaction`` holds for a key it has not written (None is a held deletion).
+_NOT_HELD = object()
+
+
 class ViewTransaction:
     """Read-model documents inside one database transaction.
 
@@ -107,8 +111,6 @@ class ViewTransaction:
     time. Reads see the held writes; ``list`` sends them first.
     """
 
-    _DELETED = None
-
     def __init__(self, store: ViewStoreMixin, cursor: Any):
         self._store = store
         self._cursor = cursor
@@ -116,8 +118,8 @@ class ViewTransaction:
         self._held: dict[tuple[str, str], str | None] = {}
 
     def get(self, view: str, key: str) -> dict[str, Any] | None:
-        held = self._held.get((view, key), self)
-        if held is not self:
+        held = self._held.get((view, key), _NOT_HELD)
+        if held is not _NOT_HELD:
             return None if held is None else json.loads(held)  # type: ignore[arg-type]
         self._cursor.execute(self._store.sql_get_for_update, (view, key))
         row = self._cursor.fetchone()
@@ -128,8 +130,8 @@ class ViewTransaction:
 
     def put_new(self, view: str, key: str, doc: dict[str, Any]) -> bool:
         """Write ``doc`` unless the key is taken (then the first writer's stays); True if written."""
-        held = self._held.get((view, key), self)
-        if held is not self:
+        held = self._held.get((view, key), _NOT_HELD)
+        if held is not _NOT_HELD:
             if held is not None:
                 return False
             self.put(view, key, doc)

@@ -23,7 +23,7 @@ from services.feedback import projections as q
 from services.feedback.application import FeedbackApplication
 from services.feedback.domain import (
     Category, Channel, Conclusion, Decision, DecisionKind, Disposition, Effect, ExemptionGround,
-    Judgement, PlatformLevel, PolicyArea, Rating, Tier,
+    Judgement, Opinion, PlatformLevel, PolicyArea, Rating, Tier,
 )
 
 MAX_PARTICIPANTS = 100
@@ -321,9 +321,11 @@ def routes(service: Service) -> APIRouter:
         return shown(who, await run(app.opinion_record, opinion_id))
 
     async def answering(who: Principal, opinion_id: str) -> None:
-        """A department handles only the opinions assigned to it."""
+        """A department handles only the opinions assigned to it: read from the opinion itself,
+        without opening its author's sealed data as the full record does."""
         if who.role is A.department:
-            await opinion_for(who, opinion_id)
+            opinion: Opinion = await run(app.get, Opinion, opinion_id)
+            only_own(who, opinion.responsible, what=f"Opinion {opinion_id}")
 
     async def own_opinion(who: Principal, opinion_id: str) -> None:
         if who.role in PERSONS:

@@ -186,6 +186,14 @@ PROPOSAL_OFFICES = (A.cppcc_office, A.npc_office)
 OVERSIGHT = (*PROPOSAL_OFFICES, A.government_office, A.party_office)
 
 
+def office_keeps(who: Principal, kind: str, what: str = "handled") -> None:
+    """The CPPCC office keeps proposals, the NPC office suggestions (an office's own kind only)."""
+    office = KIND_OFFICE[Kind(kind)]
+    if who.role in PROPOSAL_OFFICES and who.role is not office:
+        raise Forbidden(f"A {kind.replace('_', ' ')} is {what} by the {office.value.replace('_', ' ')}.",
+                        "not_yours")
+
+
 def units_of(p: Proposal) -> list[str]:
     assignment = p.assignment or {}
     return [u for u in [assignment.get("lead_unit"), *assignment.get("co_units", [])] if u]
@@ -206,9 +214,12 @@ def routes(service: Service) -> APIRouter:
     async def record(proposal_id: str) -> dict[str, Any]:
         return proposal_out(await run(app.proposal, proposal_id))
 
-    async def visible(who: Principal, proposal_id: str) -> Proposal:
-        """The proposal, if this caller may see it: its units, its proposers, or an office."""
+    async def visible(who: Principal, proposal_id: str, kept: bool = False) -> Proposal:
+        """The proposal, if this caller may see it: its units, its proposers, or an office (with
+        ``kept``, only the office that keeps its kind)."""
         p: Proposal = await run(app.proposal, proposal_id)
+        if kept:
+            office_keeps(who, p.kind)
         only_own(who, *units_of(p), what=f"Proposal {proposal_id}")
         if who.role is A.member and who.name not in proposer_names(p):
             raise Forbidden(f"Proposal {proposal_id} is not one of yours; a member sees their own proposals.",
@@ -216,12 +227,9 @@ def routes(service: Service) -> APIRouter:
         return p
 
     async def kept_by(who: Principal, proposal_id: str) -> Proposal:
-        """The CPPCC office keeps proposals, the NPC office suggestions."""
+        """The proposal, if this caller is not the other office."""
         p: Proposal = await run(app.proposal, proposal_id)
-        office = KIND_OFFICE[Kind(p.kind)]
-        if who.role in PROPOSAL_OFFICES and who.role is not office:
-            raise Forbidden(f"A {p.kind.replace('_', ' ')} is handled by the {office.value.replace('_', ' ')}.",
-                            "not_yours")
+        office_keeps(who, p.kind)
         return p
 
     # -- the pipeline ---------------------------------------------------------------------
@@ -229,10 +237,7 @@ def routes(service: Service) -> APIRouter:
             summary="Submit a proposal (提案) or suggestion (建议): alone, jointly (联名) or by a body",
             dependencies=allow(PROPOSAL_OFFICES, A.member))
     async def submit(body: ProposalIn, who: Principal = Caller) -> Created:
-        office = KIND_OFFICE[Kind(body.kind)]
-        if who.role in PROPOSAL_OFFICES and who.role is not office:
-            raise Forbidden(f"A {body.kind.value.replace('_', ' ')} is entered by the "
-                            f"{office.value.replace('_', ' ')}.", "not_yours")
+        office_keeps(who, body.kind.value, "entered")
         opinion_id = str(body.from_opinion_id) if body.from_opinion_id else None
         opinion = await run(q.known_opinion, views, opinion_id) if opinion_id else None
         proposal_id = await run(
@@ -304,8 +309,7 @@ def routes(service: Service) -> APIRouter:
     @r.post("/{proposal_id}/rating", summary="The proposer rates the reply; unsatisfied reopens handling once",
             dependencies=allow(PROPOSAL_OFFICES, A.member))
     async def rate(proposal_id: str, body: RatingIn, who: Principal = Caller) -> dict[str, Any]:
-        await visible(who, proposal_id)
-        await kept_by(who, proposal_id)
+        await visible(who, proposal_id, kept=True)
         await run(app.rate, proposal_id, body.rating, body.comment, body.rated_by)
         return await record(proposal_id)
 
