@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     #: Seconds between a relay's checks that the broker still holds what it published
     #: (a broker that restarted empty) and that every topic exists.
     broker_check_interval: float = 5.0
+    #: A Kafka consumer whose group has committed nothing new for this many seconds while
+    #: its topics hold more is restarted (``shared.watchdog``); checked every
+    #: ``broker_check_interval`` seconds.
+    consumer_stall_after: float = Field(30.0, gt=0)
     #: Seconds between seals of each service's audit ledger (a signed digest of the chain head).
     audit_seal_interval: float = 300.0
     #: The Ed25519 key (PEM) that signs audit digests. Unset: one is generated in the data

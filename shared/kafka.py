@@ -19,8 +19,8 @@ from aiokafka.errors import (
     RecordTooLargeError,
     TopicAlreadyExistsError,
 )
-from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -194,7 +194,7 @@ class BrokerProbe:
         """
         try:
             _, consumer = await self._open()
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh partitions
+            await consumer._client.force_metadata_update()
             wanted = [
                 TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())
             ]
@@ -202,6 +202,23 @@ class BrokerProbe:
                 return {}
             ends = await consumer.end_offsets(wanted)
             return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+        except BaseException:
+            await self.close()
+            raise
+
+
+    async def committed(self, group_id: str, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The offsets consumer group ``group_id`` committed on ``partitions``.
+
+        The partitions are named: asked for all of a group's, the embedded broker
+        answers with a message aiokafka cannot read.
+        """
+        try:
+            admin, _ = await self._open()
+            offsets = await admin.list_consumer_group_offsets(
+                group_id, partitions=[TopicPartition(t, p) for t, p in partitions])
+            return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
+                    if meta.offset >= 0}
         except BaseException:
             await self.close()
             raise

@@ -22,13 +22,14 @@ from shared.config import AUDIT_TOPIC, Settings
 from shared.consumer import attach, consumer_state
 from shared.follower import LogFollower, ProjectionFollower
 from shared.inbound import DESK, InboundCommand, Intake, attach_intake
-from shared.ledger import LedgerFollower
 from shared.kafka import ensure_topics, make_broker
-from shared.relay import Relay
+from shared.ledger import LedgerFollower
 from shared.logs import get_logger
 from shared.projection import ViewProjection
 from shared.reactions import Reaction
+from shared.relay import Relay
 from shared.stores import open_view_store
+from shared.watchdog import ConsumerWatchdog
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
@@ -91,6 +92,7 @@ class Service:
             group = self.group_id(intake.name)
             self.subscribers.append((intake, group, attach_intake(self.broker, settings, intake, group)))
         self.relay = Relay(self.app, settings, self.broker)
+        self.watchdog = ConsumerWatchdog(settings, self.subscribers)
         self.followers: list[LogFollower] = [
             ProjectionFollower(self.app, settings, self.projections[p.name])
             for p in spec.own_projections
@@ -130,8 +132,11 @@ class Service:
                 delay = min(delay * 2, 5.0)
         self.broker_connected = True
         self.log.info("broker connected", bootstrap=self.settings.kafka_bootstrap_servers)
+        spawn = asyncio.get_running_loop().create_task
+        if self.subscribers:
+            self._tasks.append(spawn(self.watchdog.run(), name=self.watchdog.name))
         if self.settings.relay_enabled:
-            self._tasks.append(asyncio.get_running_loop().create_task(self.relay.run(), name="relay"))
+            self._tasks.append(spawn(self.relay.run(), name="relay"))
 
     async def _publish_digest(self, digest: dict[str, Any]) -> None:
         """A copy of each sealed digest outside the store; kept and sent later if the broker is away."""
@@ -160,6 +165,8 @@ class Service:
             await self.broker.stop()
         with contextlib.suppress(Exception):
             await self.relay.probe.close()
+        with contextlib.suppress(Exception):
+            await self.watchdog.close()
 
     def close(self) -> None:
         """Close the stores: only once nothing works in them any more (``settle_threads``)."""
@@ -187,7 +194,7 @@ class Service:
         if not self.settings.relay_enabled:
             relay["problems"].append("the relay is turned off on this node (CONSULT_RELAY_ENABLED)")
         problems += relay.pop("problems")
-        consumers = [consumer_state(sub, p, g) for p, g, sub in self.subscribers]
+        consumers = [consumer_state(sub, p, g) | self.watchdog.state(g) for p, g, sub in self.subscribers]
         if self.broker_connected:
             problems += [f"consumer {c['group']} is not running" for c in consumers if not c["running"]]
         reachable = stored is not None and broker

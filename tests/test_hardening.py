@@ -24,9 +24,8 @@ from shared.embedded import EmbeddedBroker, free_port
 from shared.envelope import CloudEvent, event_id
 from shared.workdays import WorkingCalendar
 from tests import steps
-from tests.harness import RunningSystem, read_topic, wait_for
+from tests.harness import RunningSystem, produce, read_topic, wait_for
 from tests.test_sessions import planned_topic, schedule
-from tests.harness import produce
 from tests.test_spine import TOPIC, propose, settings_env
 
 HAN = "协"  # three bytes in UTF-8
@@ -153,9 +152,8 @@ def test_a_broker_replaced_while_commands_arrive_gets_every_event(settings: Sett
             wait_for(lambda: len(posted) >= 60, 60, "load after the replacement")
             stop.set()
             worker.join(30)
-            for topic_id in posted:
-                system.wait_trace(topic_id, 1, timeout=90)
-                assert len(system.trace(topic_id)) == 1
+            _wait_traced(system, posted, timeout=120)
+            assert all(len(system.trace(topic_id)) == 1 for topic_id in posted)
             app = system.services["catalog"].app
             stored = {e.id for e in app.envelopes(app.notifications(0, 10_000))}
             wait_for(lambda: system.get("/catalog/health")["relay"]["lag"] == 0, 30, "relay caught up")
@@ -170,6 +168,22 @@ def test_a_broker_replaced_while_commands_arrive_gets_every_event(settings: Sett
     finally:
         stop.set()
         broker.stop()
+
+
+def _wait_traced(system: RunningSystem, topic_ids: list[str], timeout: float) -> None:
+    """Every topic in the trace; if not, which are missing and what the consumers say."""
+    unseen = list(topic_ids)
+
+    def all_seen() -> bool:
+        unseen[:] = [t for t in unseen if not system.trace(t)]
+        return not unseen
+
+    try:
+        wait_for(all_seen, timeout, "every topic in the trace")
+    except AssertionError:
+        health = system.get("/feedback/health", expect=None)
+        raise AssertionError(f"{len(unseen)} of {len(topic_ids)} topics never reached the trace "
+                             f"(first {unseen[:3]}); feedback consumers: {health.get('consumers')}") from None
 
 
 def test_batched_publication_raises_no_false_alarm(settings: Settings) -> None:

@@ -1,0 +1,106 @@
+"""Consumers that stopped without saying so are restarted.
+
+An aiokafka consumer can stay alive after a broker restart and yet never rejoin its
+group again (aio-libs/aiokafka#1154): no error, no messages, and a read model that
+silently falls behind for good. FastStream's consume loop, for its part, ends on any
+error that is not a Kafka error. Neither shows from inside, so the watchdog looks
+from outside, with what any Kafka operator would look at: every
+``broker_check_interval`` seconds it compares each group's committed offsets with the
+ends of its topics. A group that is behind and has committed nothing new for
+``consumer_stall_after`` seconds, or whose consume loop ended, gets a new consumer.
+
+A restart is safe at any moment: the new consumer starts from the group's committed
+offsets (or the earliest, for a group the broker does not know), and every handler
+here recognises an event it already applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.config import Settings
+from shared.kafka import BrokerProbe
+from shared.logs import get_logger
+
+
+@dataclass
+class _Seen:
+    committed: dict[tuple[str, int], int]
+    since: float
+    restarts: int = 0
+    behind: dict[str, int] = field(default_factory=dict)
+
+
+class ConsumerWatchdog:
+    """Watches one service's consumer groups and restarts a stalled one."""
+
+    name = "consumer-watchdog"
+
+    def __init__(self, settings: Settings, subscribers: list[tuple[Any, str, Any]]):
+        self.settings = settings
+        self.subscribers = subscribers
+        self.probe = BrokerProbe(settings)
+        self.log = get_logger("watchdog")
+        self._seen: dict[str, _Seen] = {}
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.broker_check_interval)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the broker is away: the relay says so
+                self.log.debug("consumer check failed; will retry", error=repr(error))
+
+    async def check(self) -> None:
+        for _, group, subscriber in self.subscribers:
+            await self._check(group, subscriber)
+
+    async def _check(self, group: str, subscriber: Any) -> None:
+        now = time.monotonic()
+        ends = await self.probe.end_offsets(list(subscriber.topic_names_for_subscribe))
+        committed = await self.probe.committed(group, ends)
+        behind = {f"{t}[{p}]": end - committed.get((t, p), 0)
+                  for (t, p), end in ends.items() if committed.get((t, p), 0) < end}
+        seen = self._seen.setdefault(group, _Seen(committed, now))
+        if committed != seen.committed or not behind:
+            seen.committed, seen.since = committed, now  # progress, or nothing to wait for
+        seen.behind = behind
+        if _stopped(subscriber):
+            why = "its consumer stopped"
+        elif behind and now - seen.since >= self.settings.consumer_stall_after:
+            why = f"nothing committed for {now - seen.since:.0f} s while behind"
+        else:
+            return
+        self.log.warning("consumer stalled; starting a new one", group=group, why=why,
+                         behind=dict(list(behind.items())[:10]))
+        seen.restarts += 1
+        seen.since = time.monotonic()
+        await self._restart(subscriber)
+
+    @staticmethod
+    async def _restart(subscriber: Any) -> None:
+        await subscriber.stop()
+        await subscriber.start()
+
+    def state(self, group: str) -> dict[str, Any]:
+        """What ``health`` shows of a group: how far behind at the last check, and restarts."""
+        seen = self._seen.get(group)
+        if seen is None:
+            return {"behind": None, "restarts": 0}
+        return {"behind": sum(seen.behind.values()), "restarts": seen.restarts}
+
+    async def close(self) -> None:
+        await self.probe.close()
+
+
+def _stopped(subscriber: Any) -> bool:
+    """No consumer, or one whose consume task has ended (a restart that failed half-way
+    leaves the first; an error FastStream's loop does not catch, the second)."""
+    tasks = getattr(subscriber, "tasks", [])
+    return (getattr(subscriber, "consumer", None) is None or not getattr(subscriber, "running", False)
+            or (bool(tasks) and all(t.done() for t in tasks)))

@@ -1,0 +1,76 @@
+"""A consumer that stops without saying so is restarted (``shared.watchdog``).
+
+aiokafka's consumer can stay alive after a broker restart and never rejoin its group;
+FastStream's consume loop ends on any error that is not a Kafka error. Both are
+brought about here on a real broker, and the read model must catch up on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from shared.config import Settings
+from tests.conftest import KafkaEndpoint, make_settings
+from tests.harness import RunningSystem, wait_for
+from tests.test_spine import propose
+
+
+def _watched(tmp_path: Path, kafka: KafkaEndpoint) -> Settings:
+    return make_settings("sqlite", tmp_path, kafka, None, broker_check_interval=0.5,
+                         consumer_stall_after=3.0)
+
+
+def _in_loop(system: RunningSystem, service: str, call: Any) -> Any:
+    """Run ``call()`` on the service's event loop (aiokafka objects belong to it)."""
+    loop = system.services[service]._tasks[0].get_loop()
+
+    async def run() -> Any:
+        return call()
+
+    return asyncio.run_coroutine_threadsafe(run(), loop).result(10)
+
+
+def _trace_consumer(system: RunningSystem) -> tuple[Any, str]:
+    service = system.services["feedback"]
+    return next((sub, group) for p, group, sub in service.subscribers if p.name == "trace")
+
+
+def _consumer(system: RunningSystem, group: str) -> dict[str, Any]:
+    return next(c for c in system.get("/feedback/health")["consumers"] if c["group"] == group)
+
+
+def test_a_consumer_alive_but_not_consuming_is_restarted(tmp_path: Path, kafka: KafkaEndpoint) -> None:
+    with RunningSystem(_watched(tmp_path, kafka), ["catalog", "feedback"]) as system:
+        system.wait_trace(propose(system, title="看门之前"), 1)
+        subscriber, group = _trace_consumer(system)
+        stuck = subscriber.consumer
+        # A consumer that fetches nothing and commits nothing, yet is alive and in its group:
+        # from outside, what a consumer that never rejoined after a broker restart looks like.
+        _in_loop(system, "feedback", lambda: stuck.pause(*stuck.assignment()))
+        later = propose(system, title="停住之后")
+        steps = system.wait_trace(later, 1, timeout=30)
+        assert steps[0]["type"] == "TopicProposed"
+        assert subscriber.consumer is not stuck
+        state = _consumer(system, group)
+        assert state["restarts"] >= 1 and state["running"], state
+        # Once caught up, nothing more is restarted.
+        restarts = state["restarts"]
+        wait_for(lambda: _consumer(system, group)["behind"] == 0, 10, "caught up")
+        propose(system, title="追上之后")
+        wait_for(lambda: _consumer(system, group)["behind"] == 0, 10, "caught up again")
+        assert _consumer(system, group)["restarts"] == restarts
+
+
+def test_a_consume_loop_that_ended_is_restarted(tmp_path: Path, kafka: KafkaEndpoint) -> None:
+    with RunningSystem(_watched(tmp_path, kafka), ["catalog", "feedback"]) as system:
+        subscriber, group = _trace_consumer(system)
+        # FastStream's loop ends on an error it does not catch; cancelling it has the same effect.
+        _in_loop(system, "feedback", lambda: [t.cancel() for t in subscriber.tasks])
+        wait_for(lambda: not _consumer(system, group)["running"] or _consumer(system, group)["restarts"],
+                 10, "the loop seen ended")
+        topic_id = propose(system, title="循环结束之后")
+        system.wait_trace(topic_id, 1, timeout=30)
+        state = wait_for(lambda: (c := _consumer(system, group))["running"] and c, 10, "running again")
+        assert state["restarts"] >= 1
