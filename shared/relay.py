@@ -37,7 +37,7 @@ from shared.config import DEADLETTER_TOPIC, OUTCOMES_TOPIC, SERVICE_TOPICS, Sett
 from shared.consumer import send_dead_letter
 from shared.envelope import CloudEvent
 from shared.follower import LogFollower
-from shared.kafka import UNPUBLISHABLE, BrokerProbe, publish
+from shared.kafka import UNPUBLISHABLE, BrokerProbe, Receipt, RecordBatches, publish
 from shared.stores import ViewStore, open_view_store
 
 #: Seconds a relay may keep failing before health calls it stuck.
@@ -172,7 +172,8 @@ class Relay(LogFollower):
         self.last_error, self._failing_since = None, None
 
     async def process(self, notifications: list[Notification]) -> None:
-        sent: list[tuple[int, CloudEvent, list[asyncio.Future[Any]]]] = []
+        batches = RecordBatches(self.broker)
+        sent: list[tuple[int, CloudEvent, list[Receipt]]] = []
         failure: BaseException | None = None
         for notification in notifications:
             position = notification.id
@@ -185,19 +186,24 @@ class Relay(LogFollower):
                                  topic=notification.topic)
                 continue
             try:
-                futures = await self._send(event)
+                receipts = await self._send(event, batches)
             except UNPUBLISHABLE as error:
                 await self._park(position, event, f"refused by the producer: {error}")
                 continue
             except Exception as error:  # noqa: BLE001 - broker trouble: retry from here
                 failure = error
                 break
-            sent.append((position, event, futures))
+            sent.append((position, event, receipts))
+        await batches.flush()
         reused = False
         acknowledged: list[Any] = []
-        for position, event, futures in sent:
-            results = await asyncio.gather(*futures, return_exceptions=True)
+        for position, event, receipts in sent:
+            results = [r.outcome() for r in receipts]
             errors = [r for r in results if isinstance(r, BaseException)]
+            if errors and all(isinstance(e, UNPUBLISHABLE) for e in errors):
+                # The broker refused a batch: find out, alone, whether this event was why.
+                results = await asyncio.gather(*await self._send_alone(event), return_exceptions=True)
+                errors = [r for r in results if isinstance(r, BaseException)]
             if not errors:
                 reused = reused or self._below_acknowledged(results[0])
                 self._acked.add(position)
@@ -219,7 +225,14 @@ class Relay(LogFollower):
             raise failure
 
     # -- publishing ------------------------------------------------------------------
-    async def _send(self, event: CloudEvent) -> list[asyncio.Future[Any]]:
+    async def _send(self, event: CloudEvent, batches: RecordBatches) -> list[Receipt]:
+        receipts = [await batches.add(self.topic, event)]
+        for public in self.app.outcome_forms(event):
+            receipts.append(await batches.add(self.outcomes_topic, public))
+        return receipts
+
+    async def _send_alone(self, event: CloudEvent) -> list[asyncio.Future[Any]]:
+        """One event (and its outcome forms) sent message by message: a retry, or a parked event."""
         futures = [await publish(self.broker, self.topic, event)]
         for public in self.app.outcome_forms(event):
             futures.append(await publish(self.broker, self.outcomes_topic, public))
@@ -349,7 +362,7 @@ class Relay(LogFollower):
                 continue
             event = self.app.envelope(notification)
             try:
-                results = await asyncio.gather(*await self._send(event))
+                results = await asyncio.gather(*await self._send_alone(event))
             except UNPUBLISHABLE as error:
                 doc.update(status="parked", reason=f"retried, refused again: {error!r}"[:2000])
                 await asyncio.to_thread(self.state.park, doc)

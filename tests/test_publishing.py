@@ -1,0 +1,86 @@
+"""How the relays put events on Kafka: record batches per partition (``shared.kafka.RecordBatches``).
+
+The batches must land each message where aiokafka's own ``send`` would (the same
+partition for the same key, so a subject keeps its order however it was sent),
+report each message's own offset, and refuse what ``send`` refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+from shared.envelope import _ID_NAMESPACE, CloudEvent, event_id
+from shared.kafka import (
+    RecordBatches,
+    ensure_topics,
+    kafka_options,
+    make_broker,
+    murmur2,
+)
+from tests.conftest import KafkaEndpoint, make_settings
+from tests.harness import read_topic
+
+
+def test_murmur2_is_kafkas() -> None:
+    for length in [*range(80), 300, 1_000]:
+        for _ in range(20):
+            data = os.urandom(length)
+            assert murmur2(data) == aiokafka_murmur2(data), length
+
+
+def test_event_ids_are_uuid5_of_what_identifies_the_event() -> None:
+    for form in (1, 2, 3):
+        subject = str(uuid.uuid4())
+        suffix = f"/v{form}" if form > 1 else ""
+        assert event_id("feedback", subject, 7, form) == str(
+            uuid.uuid5(_ID_NAMESPACE, f"feedback/{subject}/7{suffix}"))
+
+
+def _event(subject: str, text: str = "说明") -> CloudEvent:
+    return CloudEvent(id=event_id("catalog", subject, 1), source="/consultation/catalog",
+                      type="consultation.catalog.TopicProposed.v1", subject=subject,
+                      time=datetime.now(UTC), data={"title": text}, sequence=1, version=1)
+
+
+def test_batches_land_where_send_would_with_their_own_offsets(tmp_path: Path, kafka: KafkaEndpoint) -> None:
+    settings = make_settings("sqlite", tmp_path, kafka, None, kafka_max_message_bytes=20_000)
+    asyncio.run(ensure_topics(settings))
+    batched, single = settings.topic("consultation.catalog.v1"), settings.topic("consultation.sessions.v1")
+    subjects = [str(uuid.uuid4()) for _ in range(300)]
+
+    async def publish() -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+        broker = make_broker(settings, "test-batches")
+        await broker.start()
+        batches = RecordBatches(broker)
+        receipts = {s: await batches.add(batched, _event(s, "说明" * 200)) for s in subjects}
+        with pytest.raises(MessageSizeTooLargeError):
+            await batches.add(batched, _event(str(uuid.uuid4()), "过大" * 10_000))
+        await batches.flush()
+        acked = {}
+        for subject, receipt in receipts.items():
+            outcome = receipt.outcome()
+            assert not isinstance(outcome, BaseException), outcome
+            acked[subject] = (outcome.partition, outcome.offset)
+        await broker.stop()
+        producer = AIOKafkaProducer(**kafka_options(settings))
+        await producer.start()
+        futures = [await producer.send(single, b"x", key=s.encode()) for s in subjects]
+        by_send = {s: (await f).partition for s, f in zip(subjects, futures, strict=True)}
+        await producer.stop()
+        return acked, by_send
+
+    acked, by_send = asyncio.run(publish())
+    assert {s: p for s, (p, _) in acked.items()} == by_send
+    assert len(set(by_send.values())) == settings.kafka_partitions  # the keys spread
+    on_kafka = {(r.partition, r.offset): r.key.decode() for r in read_topic(settings.kafka_bootstrap_servers, batched)}
+    assert len(on_kafka) == len(subjects)  # the oversized one never left
+    assert {on_kafka[where]: where for where in on_kafka} == acked
