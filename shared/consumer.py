@@ -49,10 +49,21 @@ async def dead_letter(
     )
 
 
-def subscribe(broker: KafkaBroker, settings: Settings, topics: tuple[str, ...], group_id: str) -> Any:
+#: Most events a view applies in one transaction; and how long an idle batch consumer
+#: waits for messages (FastStream sleeps as long again after an empty wait, so this
+#: bounds what batching adds to an event's way into a view).
+BATCH_RECORDS = 500
+BATCH_WAIT_MS = 20
+
+
+def subscribe(broker: KafkaBroker, settings: Settings, topics: tuple[str, ...], group_id: str,
+              batch: bool = False) -> Any:
     """A consumer-group subscriber as every consumer here needs it: earliest offset for a
     new group, and an offset committed only after the handler returned (a handler that
-    raises gets the message again), never FastStream's at-most-once default."""
+    raises gets the message again), never FastStream's at-most-once default. A ``batch``
+    subscriber's handler gets what the broker had, up to ``BATCH_RECORDS`` messages."""
+    options: dict[str, Any] = {"batch": True, "max_records": BATCH_RECORDS,
+                               "batch_timeout_ms": BATCH_WAIT_MS} if batch else {}
     return broker.subscriber(
         *(settings.topic(t) for t in topics),
         group_id=group_id,
@@ -63,6 +74,7 @@ def subscribe(broker: KafkaBroker, settings: Settings, topics: tuple[str, ...], 
         max_poll_interval_ms=60_000,
         title=group_id,
         decoder=_undecoded,
+        **options,
     )
 
 
@@ -81,18 +93,20 @@ def attach(
     """Subscribe ``projection`` (a view, or a reaction) to its Kafka topics in consumer
     group ``group_id``.
 
-    Returns the subscriber, whose state ``health`` reports.
+    A view takes what the broker has in batches, one transaction each (under load, one
+    transaction per event left the trace minutes behind); a reaction, which issues a
+    command per event, takes them one by one. Returns the subscriber, whose state
+    ``health`` reports.
     """
     log = get_logger("consumer", projection=projection.name, group=group_id)
     deadletters = settings.topic(DEADLETTER_TOPIC)
     services = frozenset(SERVICE_TOPICS)
     publisher_of = {settings.topic(topic): service for service, topic in SERVICE_TOPICS.items()}
+    batched = isinstance(projection, ViewProjection)
+    subscriber = subscribe(broker, settings, projection.kafka_topics, group_id, batch=batched)
 
-    subscriber = subscribe(broker, settings, projection.kafka_topics, group_id)
-
-    @subscriber
-    async def consume(message: KafkaMessage) -> None:
-        record: ConsumerRecord = message.raw_message  # type: ignore[assignment]
+    async def genuine(record: ConsumerRecord) -> CloudEvent | None:
+        """The record's event, or None once it is on the dead-letter topic with the reason."""
         try:
             event = CloudEvent.model_validate_json(record.value or b"")
         except ValidationError as error:
@@ -102,13 +116,16 @@ def attach(
             )
             log.warning("invalid envelope sent to dead letters", reason=reason, offset=record.offset)
             await dead_letter(broker, deadletters, record, group_id, f"invalid CloudEvent: {reason}")
-            return
+            return None
         problem = origin_problem(event, services, publisher_of.get(record.topic))
         if problem is not None:
             log.warning("message of unknown origin sent to dead letters", reason=problem, offset=record.offset)
             await dead_letter(broker, deadletters, record, group_id, f"not a genuine event: {problem}")
-            return
-        with bind(event_id=event.id, notification_id=event.sequence, correlation_id=message.correlation_id):
+            return None
+        return event
+
+    async def one(record: ConsumerRecord, event: CloudEvent, correlation_id: str | None) -> None:
+        with bind(event_id=event.id, notification_id=event.sequence, correlation_id=correlation_id):
             try:
                 applied = await asyncio.to_thread(projection.handle, event)
             except (UnprocessableEvent, KeyError, TypeError, ValueError) as error:
@@ -122,6 +139,35 @@ def attach(
                 raise
             if not applied:
                 log.debug("duplicate ignored", type=event.type)
+
+    if not batched:
+        @subscriber
+        async def consume(message: KafkaMessage) -> None:
+            record: ConsumerRecord = message.raw_message  # type: ignore[assignment]
+            event = await genuine(record)
+            if event is not None:
+                await one(record, event, message.correlation_id)
+
+        return subscriber
+
+    view: ViewProjection = projection  # type: ignore[assignment]
+
+    @subscriber
+    async def consume_batch(message: KafkaMessage) -> None:
+        records: tuple[ConsumerRecord, ...] = message.raw_message  # type: ignore[assignment]
+        events = [(record, event) for record in records if (event := await genuine(record)) is not None]
+        if not events:
+            return
+        try:
+            applied = await asyncio.to_thread(view.handle_many, [event for _, event in events])
+        except Exception:
+            log.exception("projection failed; the batch will be redelivered")
+            await asyncio.sleep(0.5)
+            raise
+        if applied is None:
+            # A duplicate or an unusable event in the batch: event by event, exactly as alone.
+            for record, event in events:
+                await one(record, event, message.correlation_id)
 
     return subscriber
 

@@ -77,6 +77,22 @@ class ViewProjection(Projection[ViewStore]):  # type: ignore[type-var]
         self.applied += len(events)
         return len(events)
 
+    def handle_many(self, events: list[CloudEvent]) -> int | None:
+        """Apply events from Kafka in one transaction, each tracked by its own identity.
+
+        None, with nothing changed, when one of them was applied before (a redelivery, a
+        republished log) or cannot be used: the caller then applies them one by one, so
+        each is skipped or dead-lettered exactly as it would be alone.
+        """
+        try:
+            with self.view.transaction(*(self.tracking(e) for e in events)) as txn:
+                for event in events:
+                    self.apply(event, txn)
+        except (Duplicate, UnprocessableEvent, KeyError, TypeError, ValueError):
+            return None
+        self.applied += len(events)
+        return len(events)
+
     def _one(self, event: CloudEvent) -> bool:
         try:
             return self.handle(event, self.position_tracking(event))
