@@ -5,8 +5,8 @@ same documents as the live one. Operators use this to audit the views
 (``consult audit replay``): a view changed by hand, or a projection that drifted, shows
 as a difference naming the view, the key and the field.
 
-Events are applied 500 to a transaction (the batch's last event tracked), the same
-batched path the live followers take when they are behind.
+Events are applied 2,000 to a transaction (the batch's last event tracked), every
+projection in the same one; the same batched path the live followers take when behind.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from typing import Any
 from shared.application import ServiceApplication
 from shared.config import SERVICE_TOPICS
 from shared.envelope import CloudEvent
-from shared.projection import ViewProjection
-from shared.stores import ViewStore, open_view_store
+from shared.projection import UnprocessableEvent, ViewProjection
+from shared.stores import Duplicate, ViewStore, open_view_store
 
-BATCH = 500
+#: Events a rebuild reads and applies at a time: one commit each (500 made commits a
+#: tenth of a rebuild on SQLite).
+BATCH = 2_000
 
 
 def batches(app: ServiceApplication, size: int = BATCH) -> Iterator[list[CloudEvent]]:
@@ -40,10 +42,7 @@ def apply(projections: list[ViewProjection], own_service: str, events: Iterable[
     for batch in events:
         if not batch:
             continue
-        tracking_for = batch[-1]
-        for projection in projections:
-            if _follows(projection, own_service, tracking_for):
-                projection.handle_batch(batch, projection.position_tracking(tracking_for))
+        apply_batch([p for p in projections if _follows(p, own_service, batch[-1])], batch)
         done += len(batch)
         if progress:
             progress(len(batch))
@@ -73,10 +72,30 @@ def rebuild(
     # Here every projection takes this service's log, whatever it follows live.
     replayed = 0
     for batch in batches(app):
-        for projection in running:
-            projection.handle_batch(batch, projection.position_tracking(batch[-1]))
+        apply_batch(running, batch)
         replayed += len(batch)
     return store, replayed
+
+
+def apply_batch(projections: list[ViewProjection], batch: list[CloudEvent]) -> None:
+    """One batch through every projection, in one transaction when they share a store (a
+    rebuild's do): one commit per batch, not one per projection. Should any of them not
+    take it so, each takes it on its own, as it would alone."""
+    if len(projections) > 1 and len({id(p.view) for p in projections}) == 1:
+        last = batch[-1]
+        try:
+            with projections[0].view.transaction(*(p.position_tracking(last) for p in projections)) as txn:
+                for projection in projections:
+                    for event in batch:
+                        projection.apply(event, txn)
+        except (Duplicate, UnprocessableEvent, KeyError, TypeError, ValueError):
+            pass
+        else:
+            for projection in projections:
+                projection.applied += len(batch)
+            return
+    for projection in projections:
+        projection.handle_batch(batch, projection.position_tracking(batch[-1]))
 
 
 def differences(live: dict[Any, Any], rebuilt: dict[Any, Any]) -> list[str]:
