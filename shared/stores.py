@@ -15,11 +15,11 @@ from contextvars import ContextVar
 from typing import Any
 
 import psycopg
-from psycopg.sql import SQL
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
+from psycopg.sql import SQL
 
 from shared.config import Settings
 
@@ -294,14 +294,14 @@ class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
         # Every connection of this store's pool, made from now on (before any is: the tables
         # are created after this), gets the store's synchronous level (``open_view_store``).
         level, pool = _synchronous.get(), datastore.pool
-        make = pool._create_connection  # noqa: SLF001
+        make = pool._create_connection
 
         def create_connection() -> Any:
             connection = make()
-            connection._sqlite_conn.execute(f"PRAGMA synchronous = {level}")  # noqa: SLF001
+            connection._sqlite_conn.execute(f"PRAGMA synchronous = {level}")
             return connection
 
-        pool._create_connection = create_connection  # noqa: SLF001
+        pool._create_connection = create_connection
         super().__init__(datastore, **kwargs)
 
     def construct_create_table_statements(self) -> list[str]:
