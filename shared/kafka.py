@@ -117,6 +117,9 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
         max_request_size=settings.kafka_max_message_bytes,
+        # Record batches of up to 256 KB (Kafka's default is 16 KB): a relay publishing a
+        # store sends a batch per partition per 500 events, not one per 22 events.
+        max_batch_size=min(262_144, settings.kafka_max_message_bytes),
         request_timeout_ms=15_000,
         metadata_max_age_ms=5_000,
         logger=None,
@@ -346,6 +349,9 @@ class RecordBatches:
         self._submitted: list[_Batch] = []
         self._singles: list[asyncio.Future[Any]] = []
         self._partitions: dict[str, list[int]] = {}
+        partitioner = getattr(self.producer, "_partitioner", None)
+        #: The producer's partitioner, unless it is Kafka's default (then the faster murmur2 here).
+        self._partitioner = None if isinstance(partitioner, DefaultPartitioner) else partitioner
 
     async def add(self, topic: str, event: CloudEvent, value: bytes | None = None) -> Receipt:
         key = event.subject.encode()
@@ -364,10 +370,10 @@ class RecordBatches:
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-        if isinstance(producer._partitioner, DefaultPartitioner):
+        if self._partitioner is None:
             partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
         else:
-            partition = producer._partitioner(key, partitions, partitions)
+            partition = self._partitioner(key, partitions, partitions)
         batch = self._open.get((topic, partition))
         if batch is None:
             batch = self._open[(topic, partition)] = _Batch(producer.create_batch())
