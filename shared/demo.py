@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -35,6 +35,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.access import mint
+from shared.clock import Clock
 from shared.config import INBOUND_REPLIES_TOPIC, INBOUND_TOPIC, Settings
 from shared.kafka import kafka_options
 
@@ -216,7 +217,9 @@ def run(url: str, settings: Settings, out: Callable[[str], None] = print,
     department = api.token("department", "刘科长", DEPARTMENT)
     member = api.token("member", "陈委员")
     platform = api.token("government_office", "幸福社区解事员")
-    today = date.today()
+    # The system's today (Beijing time), not this machine's: after 16:00 UTC they differ,
+    # and a date in the step's request would fall outside the round the system opened.
+    today = Clock().today()
     month = today.strftime("%Y-%m")
     ids: dict[str, Any] = {}
 
