@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.testclient import TestClient
 
 from shared.access import Role, endpoints, is_open, mint
-from shared.config import Settings
+from shared.config import SERVICE_TOPICS, Settings
 from shared.runtime import create_app
 from tests import steps
 from tests.conftest import KafkaEndpoint, make_settings
-from tests.harness import RunningSystem, wait_for
+from tests.harness import RunningSystem, read_topic, wait_for
 from tests.steps import approve, item, plan, topic
 
 DEPARTMENT = "县民政局"
@@ -215,6 +215,19 @@ def test_departments_citizens_and_confidential_opinions_each_see_only_their_own(
         "topic_id": topic_id, "channel": "online", "author": {"name": "钱先生", "phone": "13800000000"},
         "content": "冒名"})
     assert (code, problem["rule"], problem["errors"][0]["field"]) == (403, "acting_for_another", "author")
+    # A citizen who proposes a topic does so as a person: never as a "body" under their own
+    # name, which would be published as it stands.
+    proposal = {"title": "社区食堂", "description": "建议开设社区食堂", "source": "public_solicitation",
+                "proposer": "吴阿姨", "content_type": "livelihood"}
+    code, problem = status(system, "POST", "/catalog/topics", alice, proposal)
+    assert (code, problem["rule"], problem["errors"][0]["field"]) == (403, "citizen_is_a_person", "proposer_kind")
+    code, created = status(system, "POST", "/catalog/topics", alice, {**proposal, "proposer_kind": "person"})
+    assert code == 201
+    system.wait_trace(created["id"], 1)
+    on_kafka = [r for r in read_topic(system.settings.kafka_bootstrap_servers,
+                                      system.settings.topic(SERVICE_TOPICS["catalog"]))
+                if r.key == created["id"].encode()]
+    assert on_kafka and all("吴阿姨".encode() not in r.value for r in on_kafka)
     public = submitted(system, topic_id, alice, {"name": "吴阿姨", "phone": "13912345678"})
     secret = submitted(system, topic_id, alice, {"name": "吴阿姨", "phone": "13912345678"},
                        confidential=True, content="我家隔壁的违建挡住了消防通道")

@@ -149,7 +149,13 @@ def routes(service: Service) -> APIRouter:
 
     @r.post("/topics", status_code=201, response_model=Created, summary="Propose a topic (议题征集)",
             dependencies=allow(STAFF, Role.member, Role.citizen))
-    async def propose_topic(body: TopicIn) -> Created:
+    async def propose_topic(body: TopicIn, who: Principal = Caller) -> Created:
+        if who.role is Role.citizen and body.proposer_kind is not ProposerKind.person:
+            # As a "body", a citizen's own name would be published as it stands; as a person,
+            # it stays in the catalog and every event carries a pseudonymous reference.
+            raise Forbidden("proposer_kind: a citizen proposes a topic as a person (proposer_kind "
+                            "person), so that their name stays in the catalog.", "citizen_is_a_person",
+                            "proposer_kind")
         return Created(id=await run(app.propose_topic, **topic_fields(body)))
 
     @r.post("/topics/{topic_id}/screening", summary="Screen a topic (会商): accept or reject with reason",

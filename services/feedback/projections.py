@@ -207,8 +207,9 @@ class Trace(ViewProjection):
     @staticmethod
     def _link(txn: ViewTransaction, topic_id: str, subject: str, whole: bool = False) -> None:
         key = f"{topic_id}/{subject}"
-        if not whole and (txn.get("link", key) or {}).get("whole"):
-            return
+        current = txn.get("link", key)
+        if current is not None and (current.get("whole") or not whole):
+            return  # linked already, at least as wholly: writing it again would change nothing
         txn.put("link", key, {"topic_id": topic_id, "subject": subject, "whole": whole})
 
 
