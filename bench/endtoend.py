@@ -72,8 +72,8 @@ async def _at_end(settings: Any, topic: str) -> AIOKafkaConsumer:
     return consumer
 
 
-async def _load(url: str, settings: Any, topic: str, seconds: float,
-                headers: dict[str, str]) -> tuple[dict[str, float], dict[str, float], list[float]]:
+async def _load(url: str, settings: Any, topic: str, seconds: float, headers: dict[str, str],
+                clients: int = CLIENTS) -> tuple[dict[str, float], dict[str, float], list[float]]:
     """Opinion id → when its POST began; opinion id → when its event reached Kafka."""
     sent: dict[str, float] = {}
     arrived: dict[str, float] = {}
@@ -110,14 +110,14 @@ async def _load(url: str, settings: Any, topic: str, seconds: float,
     listener = asyncio.create_task(listen())
     # aiohttp, not httpx: on two cores an httpx client spends about as much per request as
     # the server, and would measure itself (bench/README.md).
-    connector = aiohttp.TCPConnector(limit=CLIENTS)
+    connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(url, connector=connector, headers=headers,
                                      timeout=aiohttp.ClientTimeout(total=30)) as http:
-        clients = [asyncio.create_task(client(http, n)) for n in range(CLIENTS)]
+        running = [asyncio.create_task(client(http, n)) for n in range(clients)]
         await asyncio.sleep(seconds)
         stop.set()
         stopped_at = time.perf_counter()
-        await asyncio.gather(*clients)
+        await asyncio.gather(*running)
     posted.set()
     await listener
     await consumer.stop()
@@ -199,10 +199,13 @@ def traced(url: str, topic: str, auth: dict[str, str], expected: int, timeout: f
 
 
 def measure(url: str, settings: Any, auth: dict[str, str], topic: str, store: str, seconds: float) -> Result:
-    """4 on a running system: 32 clients for ``seconds``, then the ping-pong on its broker."""
+    """4 on a running system: one client for a quarter of ``seconds`` (the latency of a system
+    that is not saturated), 32 clients for ``seconds``, then the ping-pong on its broker."""
+    alone_sent, alone_arrived, _ = asyncio.run(_load(url, settings, topic, max(2.0, seconds / 4), auth, clients=1))
+    alone = [alone_arrived[i] - alone_sent[i] for i in alone_sent if i in alone_arrived]
     sent, arrived, answers = asyncio.run(_load(url, settings, topic, seconds, auth))
     latencies = [arrived[i] - sent[i] for i in sent if i in arrived]
-    in_trace = traced(url, topic, auth, len(sent))
+    in_trace = traced(url, topic, auth, len(sent) + len(alone_sent))
     pong = asyncio.run(_ping_pong(settings, 200))
     p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
     r50, r99 = _percentile(pong, 50), _percentile(pong, 99)
@@ -212,7 +215,10 @@ def measure(url: str, settings: Any, auth: dict[str, str], topic: str, store: st
                          "http_p99_ms": round(_percentile(answers, 99) * 1000, 1),
                          "pingpong_p50_ms": round(r50 * 1000, 1), "pingpong_p99_ms": round(r99 * 1000, 1),
                          "p99_vs_pingpong": f"{p99 / r99:.1f}x (target ≤ {TARGET_P99:.0f}x)",
-                         "on_kafka": len(latencies), "in_trace": in_trace})
+                         "one_client_p50_ms": round(_percentile(alone, 50) * 1000, 1),
+                         "one_client_p99_ms": round(_percentile(alone, 99) * 1000, 1),
+                         "one_client_p99_vs_pingpong": f"{_percentile(alone, 99) / r99:.1f}x",
+                         "on_kafka": len(latencies) + len(alone), "in_trace": in_trace})
 
 
 def run(store: str, seconds: float, overload_seconds: float | None = None) -> list[Result]:
