@@ -64,8 +64,11 @@ class ConsumerWatchdog:
         now = time.monotonic()
         ends = await self.probe.end_offsets(list(subscriber.topic_names_for_subscribe))
         committed = await self.probe.committed(group, ends)
-        behind = {f"{t}[{p}]": end - committed.get((t, p), 0)
-                  for (t, p), end in ends.items() if committed.get((t, p), 0) < end}
+        # Where other instances of this service share the group, only the partitions this
+        # consumer holds are its own to answer for; one that holds none answers for all.
+        held = _assigned(subscriber)
+        behind = {f"{t}[{p}]": end - committed.get((t, p), 0) for (t, p), end in ends.items()
+                  if committed.get((t, p), 0) < end and (not held or (t, p) in held)}
         seen = self._seen.setdefault(group, _Seen(committed, now))
         if committed != seen.committed or not behind:
             seen.committed, seen.since = committed, now  # progress, or nothing to wait for
@@ -96,6 +99,14 @@ class ConsumerWatchdog:
 
     async def close(self) -> None:
         await self.probe.close()
+
+
+def _assigned(subscriber: Any) -> set[tuple[str, int]]:
+    consumer = getattr(subscriber, "consumer", None)
+    try:
+        return {(tp.topic, tp.partition) for tp in consumer.assignment()} if consumer is not None else set()
+    except Exception:  # noqa: BLE001 - a consumer between states has no assignment to give
+        return set()
 
 
 def _stopped(subscriber: Any) -> bool:
