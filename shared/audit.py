@@ -198,7 +198,7 @@ def replay(settings: Settings, names: list[str], from_kafka: bool) -> int:
         service = spec(name)
         classes = [*service.own_projections, *service.kafka_projections]
         label = f"replay_{uuid.uuid4().hex[:8]}"
-        fresh = open_view_store(settings, name, label)
+        fresh = open_view_store(settings, name, label, durable=False)  # thrown away at the end
         running = [cls(fresh) for cls in classes]
         started = time.monotonic()
         try:

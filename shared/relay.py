@@ -58,7 +58,7 @@ class RelayState:
 
     @classmethod
     def open(cls, settings: Settings, service: str) -> RelayState:
-        return cls(open_view_store(settings, service, "relay", pool_size=1, derived=False))
+        return cls(open_view_store(settings, service, "relay", pool_size=1))
 
     def close(self) -> None:
         self.store.datastore.close()

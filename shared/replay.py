@@ -66,8 +66,9 @@ def sources(projections: list[type[ViewProjection]], own_service: str) -> list[s
 def rebuild(
     app: ServiceApplication, projections: list[type[ViewProjection]], label: str | None = None
 ) -> tuple[ViewStore, int]:
-    """Replay ``app``'s whole log through ``projections`` into a new view store."""
-    store = open_view_store(app.settings, app.service, label or f"rebuild_{uuid.uuid4().hex[:8]}")
+    """Replay ``app``'s whole log through ``projections`` into a new view store (one made
+    to be compared and thrown away: it does not wait for the disk on commit)."""
+    store = open_view_store(app.settings, app.service, label or f"rebuild_{uuid.uuid4().hex[:8]}", durable=False)
     running = [p(store) for p in projections]
     # Here every projection takes this service's log, whatever it follows live.
     replayed = 0

@@ -332,19 +332,19 @@ ViewStore = SQLiteViewStore | PostgresViewStore
 
 
 def open_view_store(settings: Settings, service: str, label: str = "views",
-                    pool_size: int | None = None, derived: bool = True) -> ViewStore:
-    """A document store with tracking records: read models, or (``derived=False``) state
-    that exists nowhere else (the relay's parked events, the vault's keys).
+                    pool_size: int | None = None, durable: bool = True) -> ViewStore:
+    """A document store with tracking records: read models, the relay's records, the vault.
 
-    On SQLite a derived store commits without waiting for the disk (``synchronous=NORMAL``
-    in WAL mode): a power cut can take its last transactions, never corrupt it, and each
-    transaction carries its own tracking record, so what is lost is replayed from the
-    events. Waiting for the disk on every commit was a third of a rebuild's time.
+    On SQLite a store made to be thrown away (``durable=False``: a rebuild's, an audit
+    replay's) commits without waiting for the disk (``synchronous=NORMAL`` in WAL mode).
+    Every other store waits: a Kafka-fed view commits its consumer offset once its
+    transaction returns, and an offset that outlived a transaction lost to a power cut
+    would skip that event for good.
     """
     env = {**store_env(settings, service, label, pool_size), "SINGLE_ROW_TRACKING": "f"}
     factory = InfrastructureFactory.construct(Environment(f"{service}_{label}", env))
     cls = PostgresViewStore if settings.postgres else SQLiteViewStore
-    with _sqlite_synchronous("NORMAL" if derived else "FULL"):
+    with _sqlite_synchronous("FULL" if durable else "NORMAL"):
         return factory.tracking_recorder(cls)  # type: ignore[arg-type,return-value]
 
 

@@ -42,7 +42,7 @@ class Vault:
         if len(secret) < 16:
             raise ValueError("CONSULT_VAULT_KEY must be at least 16 bytes long")
         self._wrap = AESGCM(hashlib.sha256(b"consultation-vault:" + secret).digest())
-        self._store = open_view_store(settings, service, "vault", pool_size=1, derived=False)
+        self._store = open_view_store(settings, service, "vault", pool_size=1)
 
     # -- keys ------------------------------------------------------------------------
     def _key(self, ref: str, create: bool) -> bytes | None:
