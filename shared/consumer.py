@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from shared.config import DEADLETTER_TOPIC, SERVICE_TOPICS, Settings
 from shared.envelope import CloudEvent, origin_problem
 from shared.logs import bind, get_logger
-from shared.projection import UnprocessableEvent, ViewProjection
+from shared.projection import UNUSABLE, ViewProjection
 from shared.reactions import Reaction
 
 
@@ -128,7 +128,7 @@ def attach(
         with bind(event_id=event.id, notification_id=event.sequence, correlation_id=correlation_id):
             try:
                 applied = await asyncio.to_thread(projection.handle, event)
-            except (UnprocessableEvent, KeyError, TypeError, ValueError) as error:
+            except UNUSABLE as error:
                 log.warning("unprocessable event sent to dead letters", reason=str(error))
                 await dead_letter(broker, deadletters, record, group_id, f"{event.type}: {error}")
                 return
@@ -172,16 +172,20 @@ def attach(
     return subscriber
 
 
+def consuming(subscriber: Any) -> bool:
+    """A subscriber with a consumer whose consume task still runs (a restart that failed
+    half-way leaves none; an error FastStream's loop does not catch ends the task)."""
+    return (bool(getattr(subscriber, "running", False)) and getattr(subscriber, "consumer", None) is not None
+            and all(not t.done() for t in getattr(subscriber, "tasks", [])))
+
+
 def consumer_state(subscriber: Any, projection: Any, group_id: str) -> dict[str, Any]:
     """One Kafka consumer (a view, a reaction, the inbound intake) as ``health`` shows it."""
     consumer = getattr(subscriber, "consumer", None)
-    tasks = getattr(subscriber, "tasks", [])
-    running = bool(getattr(subscriber, "running", False)) and consumer is not None and all(
-        not t.done() for t in tasks)
     return {
         "projection": projection.name,
         "group": group_id,
-        "running": running,
+        "running": consuming(subscriber),
         "assigned_partitions": len(consumer.assignment()) if consumer is not None else 0,
         "applied": projection.applied,
     }

@@ -313,7 +313,7 @@ class Receipt:
             return self._future.exception() or self._future.result()
         batch = self._batch
         assert batch is not None and batch.future is not None and batch.future.done()
-        error = batch.error or batch.future.exception()
+        error = batch.future.exception()
         if error is not None:
             return error
         base: RecordMetadata = batch.future.result()
@@ -321,12 +321,12 @@ class Receipt:
 
 
 class _Batch:
-    __slots__ = ("builder", "error", "future")
+    __slots__ = ("builder", "future")
 
     def __init__(self, builder: BatchBuilder):
         self.builder = builder
+        #: Set when the batch is handed to the producer: the broker's answer for all of it.
         self.future: asyncio.Future[Any] | None = None
-        self.error: BaseException | None = None
 
 
 class RecordBatches:
@@ -353,9 +353,8 @@ class RecordBatches:
         #: The producer's partitioner, unless it is Kafka's default (then the faster murmur2 here).
         self._partitioner = None if isinstance(partitioner, DefaultPartitioner) else partitioner
 
-    async def add(self, topic: str, event: CloudEvent, value: bytes | None = None) -> Receipt:
-        key = event.subject.encode()
-        value = event.to_bytes() if value is None else value
+    async def add(self, topic: str, event: CloudEvent) -> Receipt:
+        key, value = event.subject.encode(), event.to_bytes()
         producer = self.producer
         if producer is None:
             future = await publish(self.broker, topic, event)
@@ -389,7 +388,6 @@ class RecordBatches:
         try:
             batch.future = await self.producer.send_batch(batch.builder, topic, partition=partition)  # type: ignore[union-attr]
         except Exception as error:  # noqa: BLE001 - each message of the batch answers for it
-            batch.error = error
             batch.future = asyncio.get_running_loop().create_future()
             batch.future.set_exception(error)
 

@@ -21,6 +21,30 @@ class UnprocessableEvent(Exception):
     """The event is well-formed but this projection cannot use it (goes to dead letters)."""
 
 
+#: What applying an event it cannot use raises: the event goes to dead letters (from Kafka)
+#: or is skipped (from a log), never retried.
+UNUSABLE: tuple[type[Exception], ...] = (UnprocessableEvent, KeyError, TypeError, ValueError)
+
+
+def applied_together(view: ViewStore, trackings: list[Tracking],
+                     work: list[tuple[ViewProjection, list[CloudEvent]]]) -> bool:
+    """Apply each projection's events in one transaction of ``view`` with ``trackings``.
+
+    False, with nothing changed, when an event was applied before (a tracking record is
+    taken) or one cannot be used: the caller then takes the events one by one.
+    """
+    try:
+        with view.transaction(*trackings) as txn:
+            for projection, events in work:
+                for event in events:
+                    projection.apply(event, txn)
+    except (Duplicate, *UNUSABLE):
+        return False
+    for projection, events in work:
+        projection.applied += len(events)
+    return True
+
+
 class ViewProjection(Projection[ViewStore]):  # type: ignore[type-var]
     """Applies each event to documents in the view store, exactly once.
 
@@ -68,14 +92,9 @@ class ViewProjection(Projection[ViewStore]):  # type: ignore[type-var]
         rebuilds and for a follower catching up. Should one event be unusable, the batch is
         applied event by event instead, so it is skipped exactly as it is when applied alone.
         """
-        try:
-            with self.view.transaction(tracking) as txn:
-                for event in events:
-                    self.apply(event, txn)
-        except (UnprocessableEvent, KeyError, TypeError, ValueError, Duplicate):
-            return sum(self._one(event) for event in events)
-        self.applied += len(events)
-        return len(events)
+        if applied_together(self.view, [tracking], [(self, events)]):
+            return len(events)
+        return sum(self._one(event) for event in events)
 
     def handle_many(self, events: list[CloudEvent]) -> int | None:
         """Apply events from Kafka in one transaction, each tracked by its own identity.
@@ -85,18 +104,15 @@ class ViewProjection(Projection[ViewStore]):  # type: ignore[type-var]
         each is skipped or dead-lettered exactly as it would be alone.
         """
         try:
-            with self.view.transaction(*(self.tracking(e) for e in events)) as txn:
-                for event in events:
-                    self.apply(event, txn)
-        except (Duplicate, UnprocessableEvent, KeyError, TypeError, ValueError):
+            trackings = [self.tracking(e) for e in events]
+        except UnprocessableEvent:
             return None
-        self.applied += len(events)
-        return len(events)
+        return len(events) if applied_together(self.view, trackings, [(self, events)]) else None
 
     def _one(self, event: CloudEvent) -> bool:
         try:
             return self.handle(event, self.position_tracking(event))
-        except (UnprocessableEvent, KeyError, TypeError, ValueError) as error:
+        except UNUSABLE as error:
             get_logger("projection", projection=self.name).warning(
                 "unprocessable event skipped", type=event.type, event_id=event.id, reason=str(error))
             return False

@@ -225,18 +225,16 @@ class Relay(LogFollower):
             raise failure
 
     # -- publishing ------------------------------------------------------------------
+    def _messages(self, event: CloudEvent) -> list[tuple[str, CloudEvent]]:
+        """What one stored event becomes on Kafka: itself, and its public outcome forms."""
+        return [(self.topic, event), *((self.outcomes_topic, public) for public in self.app.outcome_forms(event))]
+
     async def _send(self, event: CloudEvent, batches: RecordBatches) -> list[Receipt]:
-        receipts = [await batches.add(self.topic, event)]
-        for public in self.app.outcome_forms(event):
-            receipts.append(await batches.add(self.outcomes_topic, public))
-        return receipts
+        return [await batches.add(topic, message) for topic, message in self._messages(event)]
 
     async def _send_alone(self, event: CloudEvent) -> list[asyncio.Future[Any]]:
         """One event (and its outcome forms) sent message by message: a retry, or a parked event."""
-        futures = [await publish(self.broker, self.topic, event)]
-        for public in self.app.outcome_forms(event):
-            futures.append(await publish(self.broker, self.outcomes_topic, public))
-        return futures
+        return [await publish(self.broker, topic, message) for topic, message in self._messages(event)]
 
     def _note_offsets(self, results: list[Any]) -> None:
         """Remember, per partition, an end offset the broker must have reached by now.

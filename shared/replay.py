@@ -18,8 +18,8 @@ from typing import Any
 from shared.application import ServiceApplication
 from shared.config import SERVICE_TOPICS
 from shared.envelope import CloudEvent
-from shared.projection import UnprocessableEvent, ViewProjection
-from shared.stores import Duplicate, ViewStore, open_view_store
+from shared.projection import ViewProjection, applied_together
+from shared.stores import ViewStore, open_view_store
 
 #: Events a rebuild reads and applies at a time: one commit each (500 made commits a
 #: tenth of a rebuild on SQLite).
@@ -82,21 +82,13 @@ def apply_batch(projections: list[ViewProjection], batch: list[CloudEvent]) -> N
     """One batch through every projection, in one transaction when they share a store (a
     rebuild's do): one commit per batch, not one per projection. Should any of them not
     take it so, each takes it on its own, as it would alone."""
-    if len(projections) > 1 and len({id(p.view) for p in projections}) == 1:
-        last = batch[-1]
-        try:
-            with projections[0].view.transaction(*(p.position_tracking(last) for p in projections)) as txn:
-                for projection in projections:
-                    for event in batch:
-                        projection.apply(event, txn)
-        except (Duplicate, UnprocessableEvent, KeyError, TypeError, ValueError):
-            pass
-        else:
-            for projection in projections:
-                projection.applied += len(batch)
-            return
+    last = batch[-1]
+    if (len(projections) > 1 and len({id(p.view) for p in projections}) == 1
+            and applied_together(projections[0].view, [p.position_tracking(last) for p in projections],
+                                 [(p, batch) for p in projections])):
+        return
     for projection in projections:
-        projection.handle_batch(batch, projection.position_tracking(batch[-1]))
+        projection.handle_batch(batch, projection.position_tracking(last))
 
 
 def differences(live: dict[Any, Any], rebuilt: dict[Any, Any]) -> list[str]:

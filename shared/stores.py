@@ -127,7 +127,7 @@ class ViewTransaction:
             return None if held is None else json.loads(held)  # type: ignore[arg-type]
         self._cursor.execute(self._store.sql_get_for_update, (view, key))
         row = self._cursor.fetchone()
-        return json.loads(row["doc"]) if row else None
+        return self._store._doc(row) if row else None
 
     def put(self, view: str, key: str, doc: dict[str, Any]) -> None:
         self._held[(view, key)] = _encode(doc)
@@ -180,7 +180,7 @@ class ViewReader:
     def get(self, view: str, key: str) -> dict[str, Any] | None:
         self._cursor.execute(self._store.sql_get, (view, key))
         row = self._cursor.fetchone()
-        return json.loads(row["doc"]) if row else None
+        return self._store._doc(row) if row else None
 
     def list(self, view: str, prefix: str = "") -> list[dict[str, Any]]:
         return self._store._list(self._cursor, view, prefix)
@@ -263,14 +263,12 @@ class ViewStoreMixin:
         return nullcontext()
 
     def get(self, view: str, key: str) -> dict[str, Any] | None:
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(self.sql_get, (view, key))
-            row = cursor.fetchone()
-            return self._doc(row) if row else None
+        with self.reading() as r:
+            return r.get(view, key)
 
     def list(self, view: str, prefix: str = "") -> list[dict[str, Any]]:
-        with self.datastore.transaction(commit=False) as cursor:
-            return self._list(cursor, view, prefix)
+        with self.reading() as r:
+            return r.list(view, prefix)
 
     @contextmanager
     def reading(self) -> Iterator[ViewReader]:
@@ -291,17 +289,19 @@ class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
 
     def __init__(self, datastore: Any, **kwargs: Any):
         self._doc_sql()  # the base constructor asks for the DDL
-        # Every connection of this store's pool, made from now on (before any is: the tables
-        # are created after this), gets the store's synchronous level (``open_view_store``).
-        level, pool = _synchronous.get(), datastore.pool
-        make = pool._create_connection
+        # A store made to be thrown away (``open_view_store``): every connection of its pool,
+        # made from now on (before any is: the tables are created after this), does not wait
+        # for the disk. Others keep SQLite's own FULL.
+        if _synchronous.get() is not None:
+            pool = datastore.pool
+            make, level = pool._create_connection, _synchronous.get()
 
-        def create_connection() -> Any:
-            connection = make()
-            connection._sqlite_conn.execute(f"PRAGMA synchronous = {level}")
-            return connection
+            def create_connection() -> Any:
+                connection = make()
+                connection._sqlite_conn.execute(f"PRAGMA synchronous = {level}")
+                return connection
 
-        pool._create_connection = create_connection
+            pool._create_connection = create_connection
         super().__init__(datastore, **kwargs)
 
     def construct_create_table_statements(self) -> list[str]:
@@ -344,15 +344,16 @@ def open_view_store(settings: Settings, service: str, label: str = "views",
     env = {**store_env(settings, service, label, pool_size), "SINGLE_ROW_TRACKING": "f"}
     factory = InfrastructureFactory.construct(Environment(f"{service}_{label}", env))
     cls = PostgresViewStore if settings.postgres else SQLiteViewStore
-    with _sqlite_synchronous("FULL" if durable else "NORMAL"):
+    with _sqlite_synchronous(None if durable else "NORMAL"):
         return factory.tracking_recorder(cls)  # type: ignore[arg-type,return-value]
 
 
-_synchronous: ContextVar[str] = ContextVar("sqlite_synchronous", default="FULL")
+#: The ``PRAGMA synchronous`` level a SQLite view store being made gets; None: SQLite's own.
+_synchronous: ContextVar[str | None] = ContextVar("sqlite_synchronous", default=None)
 
 
 @contextmanager
-def _sqlite_synchronous(level: str) -> Iterator[None]:
+def _sqlite_synchronous(level: str | None) -> Iterator[None]:
     token = _synchronous.set(level)
     try:
         yield

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.config import Settings
+from shared.consumer import consuming
 from shared.kafka import BrokerProbe
 from shared.logs import get_logger
 
@@ -57,12 +58,15 @@ class ConsumerWatchdog:
                 self.log.debug("consumer check failed; will retry", error=repr(error))
 
     async def check(self) -> None:
+        # One look at the topics' ends for all groups: several follow the same topics.
+        every = await self.probe.end_offsets({t for _, _, sub in self.subscribers
+                                              for t in sub.topic_names_for_subscribe})
         for _, group, subscriber in self.subscribers:
-            await self._check(group, subscriber)
+            topics = set(subscriber.topic_names_for_subscribe)
+            await self._check(group, subscriber, {k: n for k, n in every.items() if k[0] in topics})
 
-    async def _check(self, group: str, subscriber: Any) -> None:
+    async def _check(self, group: str, subscriber: Any, ends: dict[tuple[str, int], int]) -> None:
         now = time.monotonic()
-        ends = await self.probe.end_offsets(list(subscriber.topic_names_for_subscribe))
         committed = await self.probe.committed(group, ends)
         # Where other instances of this service share the group, only the partitions this
         # consumer holds are its own to answer for; one that holds none answers for all.
@@ -73,7 +77,7 @@ class ConsumerWatchdog:
         if committed != seen.committed or not behind:
             seen.committed, seen.since = committed, now  # progress, or nothing to wait for
         seen.behind = behind
-        if _stopped(subscriber):
+        if not consuming(subscriber):
             why = "its consumer stopped"
         elif behind and now - seen.since >= self.settings.consumer_stall_after:
             why = f"nothing committed for {now - seen.since:.0f} s while behind"
@@ -107,11 +111,3 @@ def _assigned(subscriber: Any) -> set[tuple[str, int]]:
         return {(tp.topic, tp.partition) for tp in consumer.assignment()} if consumer is not None else set()
     except Exception:  # noqa: BLE001 - a consumer between states has no assignment to give
         return set()
-
-
-def _stopped(subscriber: Any) -> bool:
-    """No consumer, or one whose consume task has ended (a restart that failed half-way
-    leaves the first; an error FastStream's loop does not catch, the second)."""
-    tasks = getattr(subscriber, "tasks", [])
-    return (getattr(subscriber, "consumer", None) is None or not getattr(subscriber, "running", False)
-            or (bool(tasks) and all(t.done() for t in tasks)))
