@@ -163,8 +163,8 @@ def test_the_embedded_signing_key_is_owner_only(offline: tuple[TestClient, Setti
 # -- on a running system ----------------------------------------------------------------------
 
 @pytest.fixture
-def system(kafka: KafkaEndpoint, tmp_path: Path) -> Iterator[RunningSystem]:
-    settings = make_settings("sqlite", tmp_path, kafka, None)
+def system(settings: Settings) -> Iterator[RunningSystem]:
+    """The four services on the real broker, once on SQLite and once on PostgreSQL."""
     with RunningSystem(settings, ("catalog", "sessions", "proposals", "feedback")) as running:
         yield running
 
@@ -219,8 +219,10 @@ def test_departments_citizens_and_confidential_opinions_each_see_only_their_own(
     # name, which would be published as it stands.
     proposal = {"title": "社区食堂", "description": "建议开设社区食堂", "source": "public_solicitation",
                 "proposer": "吴阿姨", "content_type": "livelihood"}
+    stored = system.services["catalog"].app.max_position()
     code, problem = status(system, "POST", "/catalog/topics", alice, proposal)
     assert (code, problem["rule"], problem["errors"][0]["field"]) == (403, "citizen_is_a_person", "proposer_kind")
+    assert system.services["catalog"].app.max_position() == stored  # refused: nothing stored
     code, created = status(system, "POST", "/catalog/topics", alice, {**proposal, "proposer_kind": "person"})
     assert code == 201
     system.wait_trace(created["id"], 1)
