@@ -14,6 +14,7 @@ import time
 
 from bench import append, endtoend, rebuild, relay
 from bench.common import HEADER, Result, machine
+from shared.runtime import tune_gc
 
 BENCHMARKS = ("append", "relay", "rebuild", "e2e", "overload")
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     held = [0] if args.quick else [0, *sizes]
     only = set(args.only.split(","))
 
+    # The product's processes (``consult``, ``python -m services.<name>``) set the cycle
+    # collector at start; the benchmarks that call the product in this process do the same.
+    tune_gc()
     print(machine())
     print(HEADER, flush=True)
     results: list[Result] = []

@@ -9,9 +9,11 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
+import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, Notification, RecordConflictError, Recording, StoredEvent
+from eventsourcing.utils import resolve_topic
 from pydantic import BaseModel
 
 from shared.access import stamp
@@ -65,6 +67,48 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _dashed(hex_: str) -> str:
+    return f"{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-{hex_[20:]}"
+
+
+#: What eventsourcing's JSONTranscoder writes as ``{"_type_": name, "_data_": text}``, as
+#: ``_plain`` has it: a datetime's text is its isoformat, a UUID's is its hex.
+_MARKED: dict[str, Callable[[Any], Any]] = {"datetime_iso": str, "uuid_hex": _dashed}
+
+
+class _NotPlain(Exception):
+    """A stored value ``plain_state`` cannot give plainly: the mapper reads it."""
+
+
+def _unmarked(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        if len(value) == 2 and "_type_" in value and "_data_" in value:  # as the transcoder decides
+            convert = _MARKED.get(value["_type_"])
+            if convert is None:
+                raise _NotPlain(value["_type_"])
+            return convert(value["_data_"])
+        return {k: _unmarked(v) for k, v in value.items()}
+    if kind is list:
+        return [_unmarked(v) for v in value]
+    return value
+
+
+def plain_state(mapper: Mapper[UUID], stored: bytes) -> dict[str, Any] | None:
+    """A stored event's state as ``_plain`` gives a domain event's, read straight from its
+    JSON; None when only the mapper can read it (ciphered, compressed, another value type)."""
+    if mapper.cipher is not None or mapper.compressor is not None:
+        return None
+    try:
+        state = orjson.loads(stored)
+        for key, value in state.items():
+            if type(value) is dict or type(value) is list:
+                state[key] = _unmarked(value)
+    except (_NotPlain, orjson.JSONDecodeError):
+        return None
+    return state if type(state) is dict else None
 
 
 @dataclass(frozen=True)
@@ -139,31 +183,54 @@ class ServiceApplication(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     def envelope(self, notification: Notification) -> CloudEvent:
-        """The stored event as the contract publishes it."""
-        domain_event = self.mapper.to_domain_event(notification)
-        if domain_event.originator_version == 1:
-            # The aggregate's first event is at hand: what it was created with needs no read.
-            self._remember_created(domain_event)
+        """The stored event as the contract publishes it.
+
+        Read straight from the stored JSON (``plain_state``): every relayed, rebuilt and
+        replayed event passes here, and a domain event object, made only to be taken
+        apart again, cost as much as the rest of the envelope. State the short way does
+        not know (a cipher, a value type it cannot write plainly) is read through the mapper.
+        """
+        cls = resolve_topic(notification.topic)
+        state = plain_state(self.mapper, notification.state)
+        if state is None:
+            return self._envelope_of(self.mapper.to_domain_event(notification), notification.id)
+        from_version = state.pop("class_version", 1)
+        while from_version < getattr(cls, "class_version", 1):  # as the mapper upcasts
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        meta = {k: state.pop(k, None) for k in _ENVELOPE_FIELDS}
+        return self._make_envelope(cls, str(notification.originator_id), notification.originator_version,
+                                   datetime.fromisoformat(meta["timestamp"]), state, meta["principal"],
+                                   notification.id)
+
+    def _envelope_of(self, domain_event: Any, position: int) -> CloudEvent:
+        """The envelope of a domain event (read through the mapper)."""
         data = {
             k: _plain(v) for k, v in vars(domain_event).items() if k not in _ENVELOPE_FIELDS
         }
-        cls = type(domain_event)
+        return self._make_envelope(type(domain_event), str(domain_event.originator_id),
+                                   domain_event.originator_version, domain_event.timestamp, data,
+                                   getattr(domain_event, "principal", None), position)
+
+    def _make_envelope(self, cls: type, originator: str, version: int, time: datetime, data: dict[str, Any],
+                       principal: str | None, position: int) -> CloudEvent:
+        if version == 1:
+            # The aggregate's first event is at hand: what it was created with needs no read.
+            self._remember_created(originator, data)
         name = cls.__name__
-        topic_id = self.topic_of(domain_event, data)
-        data = self.redact(name, data, self.created_facts(domain_event.originator_id))
-        originator = str(domain_event.originator_id)
-        actor_field = getattr(cls, "ACTOR", None)
+        topic_id = self.topic_of(cls, originator, data)
+        data = self.redact(name, data, self.created_facts(originator))
         return CloudEvent(
-            id=event_id(self.service, originator, domain_event.originator_version),
+            id=event_id(self.service, originator, version),
             source=f"/consultation/{self.service}",
             type=f"consultation.{self.service}.{name}.v1",
             subject=originator,
-            time=domain_event.timestamp,
+            time=time,
             data=data,
             topicid=topic_id,
-            sequence=notification.id,
-            actor=getattr(domain_event, "principal", None) or self.actor_of(data, actor_field),
-            version=domain_event.originator_version,
+            sequence=position,
+            actor=principal or self.actor_of(data, getattr(cls, "ACTOR", None)),
+            version=version,
         )
 
     @staticmethod
@@ -177,27 +244,29 @@ class ServiceApplication(Application[UUID]):
     #: (the topic it belongs to; whether its text is confidential, say).
     created_fields: tuple[str, ...] = ("topic_id",)
 
-    def created_facts(self, originator: UUID) -> dict[str, Any]:
+    def created_facts(self, originator: str | UUID) -> dict[str, Any]:
         """``created_fields`` of the aggregate's first event, remembered per aggregate."""
-        if originator not in self._created:
-            first = next(iter(self.events.get(originator, lte=1)), None)
-            return self._remember_created(first, originator)
-        return self._created[originator]
-
-    def _remember_created(self, first: Any, originator: UUID | None = None) -> dict[str, Any]:
-        facts = {f: getattr(first, f, None) for f in self.created_fields}
-        if len(self._created) > 100_000:
-            self._created.clear()
-        self._created[originator or first.originator_id] = facts
+        key = str(originator)
+        facts = self._created.get(key)
+        if facts is None:
+            first = next(iter(self.events.get(UUID(key), lte=1)), None)
+            facts = self._remember_created(key, {} if first is None else _plain(vars(first)))
         return facts
 
-    def topic_of(self, domain_event: Any, data: dict[str, Any]) -> str | None:
+    def _remember_created(self, originator: str, data: dict[str, Any]) -> dict[str, Any]:
+        facts = {f: data.get(f) for f in self.created_fields}
+        if len(self._created) > 100_000:
+            self._created.clear()
+        self._created[originator] = facts
+        return facts
+
+    def topic_of(self, cls: type, originator: str, data: dict[str, Any]) -> str | None:
         """The consultation topic an event belongs to.
 
         The event's own ``topic_id`` if it names one, else the one its aggregate
         was created with (a session's later events belong to the session's topic).
         """
-        topic = data.get("topic_id") or self.created_facts(domain_event.originator_id).get("topic_id")
+        topic = data.get("topic_id") or self.created_facts(originator).get("topic_id")
         return str(topic) if topic else None
 
     def redact(self, name: str, data: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:

@@ -243,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_audit(commands, {"func": audit})
     args = parser.parse_args(argv)
+    from shared.runtime import tune_gc
+
+    tune_gc()
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -182,8 +182,14 @@ def _wait_traced(system: RunningSystem, topic_ids: list[str], timeout: float) ->
         wait_for(all_seen, timeout, "every topic in the trace")
     except AssertionError:
         health = system.get("/feedback/health", expect=None)
+        # Where it stopped: on Kafka (then a consumer passed it) or never published again.
+        settings = system.settings
+        records = read_topic(settings.kafka_bootstrap_servers, settings.topic(SERVICE_TOPICS["catalog"]))
+        found = [(r.partition, r.offset) for r in records if json.loads(r.value)["subject"] in unseen]
         raise AssertionError(f"{len(unseen)} of {len(topic_ids)} topics never reached the trace "
-                             f"(first {unseen[:3]}); feedback consumers: {health.get('consumers')}") from None
+                             f"(first {unseen[:3]}); on Kafka at (partition, offset) {found}; catalog relay: "
+                             f"{system.get('/catalog/health', expect=None).get('relay')}; "
+                             f"feedback consumers: {health.get('consumers')}") from None
 
 
 def test_batched_publication_raises_no_false_alarm(settings: Settings) -> None:

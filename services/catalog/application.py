@@ -33,11 +33,11 @@ class CatalogApplication(ServiceApplication):
             data = {**data, "proposer": self.pseudonyms.ref("participant", data["proposer"])}
         return data
 
-    def topic_of(self, domain_event: Any, data: dict[str, Any]) -> str | None:
+    def topic_of(self, cls: type, originator: str, data: dict[str, Any]) -> str | None:
         # A topic's own events belong to it; plan events name theirs in data.
-        if isinstance(domain_event, Topic.Event):
-            return str(domain_event.originator_id)
-        return super().topic_of(domain_event, data)
+        if issubclass(cls, Topic.Event):
+            return originator
+        return super().topic_of(cls, originator, data)
 
     # -- topics ----------------------------------------------------------------
     def propose_topic(self, **fields: Any) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import RecordConflictError
@@ -116,7 +115,7 @@ class FeedbackApplication(ServiceApplication):
     def outcome(self, event: CloudEvent) -> CloudEvent | None:
         """Other departments see answers and feedback of public opinions only, without the
         words addressed to a person; results and post-evaluations as they are."""
-        if event.name in _OPINION_OUTCOMES and self.created_facts(UUID(event.subject)).get("confidential"):
+        if event.name in _OPINION_OUTCOMES and self.created_facts(event.subject).get("confidential"):
             return None
         return super().outcome(event)
 
