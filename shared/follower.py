@@ -31,6 +31,7 @@ class LogFollower:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.caught_up = asyncio.Event()
+        self._ahead: tuple[int, asyncio.Future[list[Any]]] | None = None
         app.on_saved(self._saved)
 
     def _saved(self) -> None:
@@ -39,6 +40,25 @@ class LogFollower:
 
     async def position(self) -> int:
         raise NotImplementedError
+
+    def read_ahead(self, after: int) -> None:
+        """Start reading the batch after position ``after`` now, for the next round (the
+        relay reads while the broker acknowledges)."""
+        future = asyncio.ensure_future(asyncio.to_thread(self.app.notifications, after, self.batch_size))
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # a failure: read again
+        self._ahead = (after, future)
+
+    async def _read(self, after: int) -> list[Any]:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == after:
+            try:
+                batch = await ahead[1]
+            except Exception:  # noqa: BLE001 - read it again below, where a failure counts
+                batch = []
+            # An empty read ahead may predate a save whose wake-up was cleared since.
+            if batch:
+                return batch
+        return await asyncio.to_thread(self.app.notifications, after, self.batch_size)
 
     async def process(self, notifications: list[Any]) -> None:
         raise NotImplementedError
@@ -69,7 +89,7 @@ class LogFollower:
                 # wakes the wait below at once instead of being lost for a poll interval.
                 self._wake.clear()
                 after = await self.position()
-                batch = await asyncio.to_thread(self.app.notifications, after, self.batch_size)
+                batch = await self._read(after)
                 if batch:
                     await self.process(batch)
                     self.succeeded()

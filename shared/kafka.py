@@ -317,7 +317,11 @@ class Receipt:
         if error is not None:
             return error
         base: RecordMetadata = batch.future.result()
-        return base._replace(offset=base.offset + self._offset)
+        if not self._offset:
+            return base
+        # The tuple made directly: namedtuple's _replace cost more than the rest of this.
+        return tuple.__new__(RecordMetadata, (base.topic, base.partition, base.topic_partition,
+                                              base.offset + self._offset, *base[4:]))
 
 
 class _Batch:
@@ -361,8 +365,10 @@ class RecordBatches:
             self._singles.append(future)
             return Receipt(None, 0, future)
         headers = [("content-type", _CONTENT_TYPE), ("correlation_id", event.id.encode())]
-        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
-        if size > producer._max_request_size:
+        # The exact estimate only near the limit: a record's overhead is well under 1 KB.
+        if len(value) + len(key) + 1024 > producer._max_request_size and (
+                size := DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+        ) > producer._max_request_size:
             raise MessageSizeTooLargeError(
                 f"The message is {size} bytes when serialized, larger than the producer's "
                 f"max_request_size ({producer._max_request_size})")

@@ -194,6 +194,8 @@ class Relay(LogFollower):
                 failure = error
                 break
             sent.append((position, event, receipts))
+        if failure is None and len(notifications) == self.batch_size:
+            self.read_ahead(notifications[-1].id)  # read while the broker acknowledges
         await batches.flush()
         reused = False
         acknowledged: list[Any] = []
@@ -227,7 +229,10 @@ class Relay(LogFollower):
     # -- publishing ------------------------------------------------------------------
     def _messages(self, event: CloudEvent) -> list[tuple[str, CloudEvent]]:
         """What one stored event becomes on Kafka: itself, and its public outcome forms."""
-        return [(self.topic, event), *((self.outcomes_topic, public) for public in self.app.outcome_forms(event))]
+        forms = self.app.outcome_forms(event)
+        if not forms:
+            return [(self.topic, event)]
+        return [(self.topic, event), *((self.outcomes_topic, public) for public in forms)]
 
     async def _send(self, event: CloudEvent, batches: RecordBatches) -> list[Receipt]:
         return [await batches.add(topic, message) for topic, message in self._messages(event)]
