@@ -134,6 +134,9 @@ class ServiceApplication(Application[UUID]):
     outcome_withheld: dict[str, frozenset[str]] = {}
     #: Per outcome, newer versions published beside version 1 (docs/schema-evolution.md).
     outcome_versions: dict[str, dict[int, OutcomeForm]] = {}
+    #: Per store kind ("sqlite", "postgres"), the topic of a recorder class of the event store
+    #: other than eventsourcing's own (``shared.vault.KEYED_RECORDERS``); empty: its own.
+    recorders: dict[str, str] = {}
 
     def __init__(self, settings: Settings, clock: Clock | None = None):
         self.settings = settings
@@ -143,7 +146,10 @@ class ServiceApplication(Application[UUID]):
         self._lock = threading.Lock()
         # What an aggregate was created with (its topic, say) never changes; remembered.
         self._created: dict[UUID, dict[str, Any]] = {}
-        super().__init__(env=store_env(settings, self.service))
+        env = store_env(settings, self.service)
+        if self.recorders:
+            env["APPLICATION_RECORDER_TOPIC"] = self.recorders["postgres" if settings.postgres else "sqlite"]
+        super().__init__(env=env)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return BoundedMapper(super().construct_mapper(), self.settings.max_event_bytes)

@@ -21,7 +21,7 @@ from shared.domain import NotFound, Refused, require_reason
 from shared.envelope import CloudEvent
 from shared.logs import get_logger
 from shared.pseudonyms import Pseudonyms
-from shared.vault import Vault
+from shared.vault import KEYED_RECORDERS, KeyRaced, Vault
 from shared.workdays import WorkingCalendar
 
 from services.feedback.domain import (
@@ -71,6 +71,8 @@ class FeedbackApplication(ServiceApplication):
     """Opinions (意见建议), answers, feedback (反馈), decisions and evaluation (评议)."""
 
     service = "feedback"
+    #: Contributors' keys live beside the events, written with the first event that uses them.
+    recorders = KEYED_RECORDERS
     outcomes = frozenset({"OpinionAnswered", "FeedbackDelivered", "TopicResultsPublished",
                           "TopicResultsRevised", "PostEvaluationTriggered", "PostEvaluationConcluded"})
     withheld = frozenset(_SEALED_FIELDS)
@@ -84,7 +86,7 @@ class FeedbackApplication(ServiceApplication):
         super().__init__(settings, clock)
         self.calendar = WorkingCalendar.load(settings.calendar_dir)
         self.pseudonyms = Pseudonyms.for_settings(settings)
-        self.vault = Vault(settings, self.service)
+        self.vault = Vault(settings, self.service, self.recorder)
 
     def close(self) -> None:
         self.vault.close()
@@ -94,9 +96,12 @@ class FeedbackApplication(ServiceApplication):
     def person_ref(self, person: dict[str, Any]) -> str:
         return self.pseudonyms.person(person)
 
-    def seal_person(self, person: dict[str, Any]) -> tuple[str, str]:
+    def seal_person(self, person: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        """The person's reference, their data sealed, and what the save of the event
+        carrying it takes (a new person's key, written in the same transaction)."""
         ref = self.person_ref(person)
-        return ref, self.vault.seal(ref, {k: v for k, v in person.items() if v})
+        sealed, with_key = self.vault.seal(ref, {k: v for k, v in person.items() if v})
+        return ref, sealed, with_key
 
     def open_person(self, ref: str | None, sealed: str | None) -> dict[str, Any] | None:
         return self.vault.open(ref, sealed) if ref else None
@@ -125,14 +130,21 @@ class FeedbackApplication(ServiceApplication):
         # Refused before a key is made for the person: a refusal changes nothing.
         Opinion.answering_department(fields["topic"], fields["session"], fields["topic_id"],
                                      fields["session_id"], fields["platform"], fields["addressed_to"])
-        ref, sealed = self.seal_person(person)
-        opinion = Opinion.submit(
-            **fields, author_ref=ref, author_sealed=sealed, person=person,
-            organization=author.get("organization"), today=self.clock.today(),
-            calendar=self.calendar, answer_days=self.settings.answer_working_days,
-        )
-        self.save(opinion)
-        return str(opinion.id), ref
+        while True:
+            ref, sealed, with_key = self.seal_person(person)
+            opinion = Opinion.submit(
+                **fields, author_ref=ref, author_sealed=sealed, person=person,
+                organization=author.get("organization"), today=self.clock.today(),
+                calendar=self.calendar, answer_days=self.settings.answer_working_days,
+            )
+            try:
+                self.save(opinion, **with_key)
+            except KeyRaced:
+                # The same person in another request at the same moment, or erased since:
+                # seal again under the key that is theirs now.
+                self.vault.raced(ref)
+                continue
+            return str(opinion.id), ref
 
     def opinion_of_proposal(self, proposal_id: str, topic: dict[str, Any] | None, topic_id: str,
                             addressed_to: str, author: dict[str, Any], title: str, content: str) -> bool:
@@ -277,21 +289,24 @@ class FeedbackApplication(ServiceApplication):
         require_accepted_topic(topic_id, topic)
         if decision_id is not None:
             self.evaluated_decision(decision_id, topic_id)  # refused before the evaluator's key is made
-        ref, sealed = self.seal_person({"name": evaluator})
+        ref, sealed, with_key = self.seal_person({"name": evaluator})
         for attempt in range(20):
             evaluation = Evaluation(topic_id=topic_id, decision_id=decision_id, evaluator_ref=ref,
                                     evaluator_sealed=sealed, submitted_on=self.clock.today().isoformat(),
                                     **form)
             evaluation_id = evaluation.id
-            if decision_id is None:
-                self.save(evaluation)
-                return str(evaluation_id)
-            decision = self.evaluated_decision(decision_id, topic_id)
-            decision.count_evaluation(str(evaluation_id), evaluation.aim_missed, evaluation.objection,
-                                      self.evaluation_policy, self.clock.today())
             try:
-                self.save(evaluation, decision)
+                if decision_id is None:
+                    self.save(evaluation, **with_key)
+                    return str(evaluation_id)
+                decision = self.evaluated_decision(decision_id, topic_id)
+                decision.count_evaluation(str(evaluation_id), evaluation.aim_missed, evaluation.objection,
+                                          self.evaluation_policy, self.clock.today())
+                self.save(evaluation, decision, **with_key)
                 return str(evaluation_id)
+            except KeyRaced:
+                self.vault.raced(ref)
+                ref, sealed, with_key = self.seal_person({"name": evaluator})
             except RecordConflictError:
                 log.info("evaluation raced another on one decision; counting again",
                          decision=decision_id, attempt=attempt)
