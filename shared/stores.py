@@ -301,15 +301,16 @@ class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
     def __init__(self, datastore: Any, **kwargs: Any):
         self._doc_sql()  # the base constructor asks for the DDL
         # A store made to be thrown away (``open_view_store``): every connection of its pool,
-        # made from now on (before any is: the tables are created after this), does not wait
-        # for the disk. Others keep SQLite's own FULL.
-        if _synchronous.get() is not None:
+        # made from now on (before any is: the tables are created after this), keeps its
+        # journal in memory and does not wait for the disk. Others keep WAL and FULL.
+        if _pragmas.get() is not None:
             pool = datastore.pool
-            make, level = pool._create_connection, _synchronous.get()
+            make, pragmas = pool._create_connection, _pragmas.get()
 
             def create_connection() -> Any:
                 connection = make()
-                connection._sqlite_conn.execute(f"PRAGMA synchronous = {level}")
+                for pragma in pragmas.split(";"):
+                    connection._sqlite_conn.execute(f"PRAGMA {pragma}")
                 return connection
 
             pool._create_connection = create_connection
@@ -347,7 +348,7 @@ def open_view_store(settings: Settings, service: str, label: str = "views",
     """A document store with tracking records: read models, the relay's records, the vault.
 
     On SQLite a store made to be thrown away (``durable=False``: a rebuild's, an audit
-    replay's) commits without waiting for the disk (``synchronous=NORMAL`` in WAL mode).
+    replay's) keeps its journal in memory and commits without waiting for the disk.
     Every other store waits: a Kafka-fed view commits its consumer offset once its
     transaction returns, and an offset that outlived a transaction lost to a power cut
     would skip that event for good.
@@ -355,18 +356,23 @@ def open_view_store(settings: Settings, service: str, label: str = "views",
     env = {**store_env(settings, service, label, pool_size), "SINGLE_ROW_TRACKING": "f"}
     factory = InfrastructureFactory.construct(Environment(f"{service}_{label}", env))
     cls = PostgresViewStore if settings.postgres else SQLiteViewStore
-    with _sqlite_synchronous(None if durable else "NORMAL"):
+    with _sqlite_pragmas(None if durable else _THROWAWAY):
         return factory.tracking_recorder(cls)  # type: ignore[arg-type,return-value]
 
 
-#: The ``PRAGMA synchronous`` level a SQLite view store being made gets; None: SQLite's own.
-_synchronous: ContextVar[str | None] = ContextVar("sqlite_synchronous", default=None)
+#: A throwaway store's pragmas: its rollback journal in memory (pages written once, not to
+#: the WAL and again at each checkpoint) and no waiting for the disk; lost in a crash, as
+#: the store would be anyway.
+_THROWAWAY = "journal_mode = MEMORY;synchronous = OFF"
+
+#: The pragmas a SQLite view store being made gets; None: SQLite's own (WAL, FULL).
+_pragmas: ContextVar[str | None] = ContextVar("sqlite_pragmas", default=None)
 
 
 @contextmanager
-def _sqlite_synchronous(level: str | None) -> Iterator[None]:
-    token = _synchronous.set(level)
+def _sqlite_pragmas(pragmas: str | None) -> Iterator[None]:
+    token = _pragmas.set(pragmas)
     try:
         yield
     finally:
-        _synchronous.reset(token)
+        _pragmas.reset(token)
