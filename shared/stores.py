@@ -131,9 +131,19 @@ class ViewTransaction:
         self._cursor = cursor
         # (view, key) -> the document's JSON, or None for a deletion; the last write wins.
         self._held: dict[tuple[str, str], str | None] = {}
+        #: What this transaction sent, for the store's own record once it commits.
+        self.sent: dict[tuple[str, str], str | None] = {}
+
+    def _known(self, view: str, key: str) -> Any:
+        """The document's JSON as held here or as the store knows it was committed (None:
+        absent); ``_NOT_HELD`` when only the database can say."""
+        held = self._held.get((view, key), _NOT_HELD)
+        if held is _NOT_HELD and self._store.committed is not None:
+            held = self._store.committed.get((view, key), None if self._store.committed_whole else _NOT_HELD)
+        return held
 
     def get(self, view: str, key: str) -> dict[str, Any] | None:
-        held = self._held.get((view, key), _NOT_HELD)
+        held = self._known(view, key)
         if held is not _NOT_HELD:
             return None if held is None else orjson.loads(held)  # type: ignore[arg-type]
         self._cursor.execute(self._store.sql_get_for_update, (view, key))
@@ -145,7 +155,7 @@ class ViewTransaction:
 
     def put_new(self, view: str, key: str, doc: dict[str, Any]) -> bool:
         """Write ``doc`` unless the key is taken (then the first writer's stays); True if written."""
-        held = self._held.get((view, key), _NOT_HELD)
+        held = self._known(view, key)
         if held is not _NOT_HELD:
             if held is not None:
                 return False
@@ -175,6 +185,8 @@ class ViewTransaction:
             return
         puts = [(view, key, doc) for (view, key), doc in self._held.items() if doc is not None]
         deletes = [(view, key) for (view, key), doc in self._held.items() if doc is None]
+        if self._store.committed is not None:
+            self.sent.update(self._held)
         self._held = {}
         if deletes:
             self._cursor.executemany(self._store.sql_delete, deletes)
@@ -237,6 +249,7 @@ class ViewStoreMixin:
             f"AND key LIKE {p} ESCAPE '\\' ORDER BY key"
         )
         self.sql_list_all = f"SELECT view, key, doc FROM {t} ORDER BY view, key"
+        self.sql_any = f"SELECT 1 FROM {t} LIMIT 1"
 
     @staticmethod
     def _doc(row: Any) -> dict[str, Any]:
@@ -268,6 +281,29 @@ class ViewStoreMixin:
                 txn.flush()
         except IntegrityError as error:
             raise Duplicate(str(error)) from error
+        if self.committed is not None:
+            self._remember(txn.sent)
+
+    #: For a store only this object writes, begun empty (a rebuild's, an audit replay's):
+    #: the JSON of documents committed lately, so reads need not ask the database (on
+    #: PostgreSQL each was a round trip, most of a rebuild's time). None: not such a store.
+    committed: dict[tuple[str, str], str | None] | None = None
+    #: Whether ``committed`` holds every document ever written: then a key it lacks is absent.
+    committed_whole = False
+    committed_limit = 200_000
+
+    def remember_commits(self) -> None:
+        """Take this store as written by this object alone from now on (see ``committed``)."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(self.sql_any)
+            empty = cursor.fetchone() is None
+        self.committed, self.committed_whole = {}, empty
+
+    def _remember(self, sent: dict[tuple[str, str], str | None]) -> None:
+        assert self.committed is not None
+        if len(self.committed) + len(sent) > self.committed_limit:
+            self.committed, self.committed_whole = {}, False  # memory bounded; reads ask again
+        self.committed.update(sent)
 
     def _pipelined(self, cursor: Any) -> Any:
         """Statements sent without waiting for each answer, where the database allows it."""
@@ -347,8 +383,10 @@ def open_view_store(settings: Settings, service: str, label: str = "views",
                     pool_size: int | None = None, durable: bool = True) -> ViewStore:
     """A document store with tracking records: read models, the relay's records, the vault.
 
-    On SQLite a store made to be thrown away (``durable=False``: a rebuild's, an audit
-    replay's) keeps its journal in memory and commits without waiting for the disk.
+    A store made to be thrown away (``durable=False``: a rebuild's, an audit replay's) is
+    written by the object returned alone: it remembers what it committed
+    (``remember_commits``), and on SQLite keeps its journal in memory and commits without
+    waiting for the disk.
     Every other store waits: a Kafka-fed view commits its consumer offset once its
     transaction returns, and an offset that outlived a transaction lost to a power cut
     would skip that event for good.
@@ -357,7 +395,10 @@ def open_view_store(settings: Settings, service: str, label: str = "views",
     factory = InfrastructureFactory.construct(Environment(f"{service}_{label}", env))
     cls = PostgresViewStore if settings.postgres else SQLiteViewStore
     with _sqlite_pragmas(None if durable else _THROWAWAY):
-        return factory.tracking_recorder(cls)  # type: ignore[arg-type,return-value]
+        store: ViewStore = factory.tracking_recorder(cls)  # type: ignore[arg-type,assignment]
+    if not durable:
+        store.remember_commits()
+    return store
 
 
 #: A throwaway store's pragmas: its rollback journal in memory (pages written once, not to

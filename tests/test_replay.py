@@ -87,3 +87,33 @@ def test_every_services_views_replay_from_the_stores_and_from_kafka(
     capsys.readouterr()
     assert replay(settings, ["catalog", "sessions", "proposals", "feedback"], False) == 0, capsys.readouterr().out
     assert replay(settings, ["catalog", "sessions", "proposals", "feedback"], True) == 0, capsys.readouterr().out
+
+
+def test_a_throwaway_store_answers_reads_from_what_it_committed_and_only_that(tmp_path: Path) -> None:
+    """A rebuild's store remembers the documents it committed, so its reads need not ask the
+    database; a transaction that rolled back leaves nothing remembered, and a store that did
+    not begin empty still asks the database for what it does not remember."""
+    settings = Settings(data_dir=tmp_path, store="sqlite")
+    store = open_view_store(settings, "feedback", "throwaway", durable=False)
+    assert store.committed == {} and store.committed_whole
+    with store.transaction() as txn:
+        txn.put("opinion", "a", {"n": 1})
+    with pytest.raises(RuntimeError), store.transaction() as txn:
+        txn.put("opinion", "b", {"n": 2})
+        txn.flush()
+        raise RuntimeError("rolled back")
+    assert store.committed == {("opinion", "a"): '{"n":1}'}
+    with store.transaction() as txn:
+        assert txn.get("opinion", "a") == {"n": 1} and txn.get("opinion", "b") is None
+        assert txn.put_new("opinion", "c", {"n": 3}) and not txn.put_new("opinion", "a", {"n": 4})
+    assert store.dump() == {("opinion", "a"): {"n": 1}, ("opinion", "c"): {"n": 3}}
+    store.datastore.close()
+
+    again = open_view_store(settings, "feedback", "throwaway", durable=False)
+    assert again.committed == {} and not again.committed_whole  # not empty: the database answers
+    with again.transaction() as txn:
+        assert txn.get("opinion", "c") == {"n": 3} and not txn.put_new("opinion", "a", {"n": 5})
+    again.datastore.close()
+    live = open_view_store(settings, "feedback", "throwaway")
+    assert live.committed is None
+    live.datastore.close()
