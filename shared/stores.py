@@ -139,7 +139,10 @@ class ViewTransaction:
         absent); ``_NOT_HELD`` when only the database can say."""
         held = self._held.get((view, key), _NOT_HELD)
         if held is _NOT_HELD and self._store.committed is not None:
-            held = self._store.committed.get((view, key), None if self._store.committed_whole else _NOT_HELD)
+            # Sent already by this transaction (a ``list`` flushes), else committed before.
+            held = self.sent.get((view, key), _NOT_HELD)
+            if held is _NOT_HELD:
+                held = self._store.committed.get((view, key), None if self._store.committed_whole else _NOT_HELD)
         return held
 
     def get(self, view: str, key: str) -> dict[str, Any] | None:

@@ -106,6 +106,10 @@ def test_a_throwaway_store_answers_reads_from_what_it_committed_and_only_that(tm
     with store.transaction() as txn:
         assert txn.get("opinion", "a") == {"n": 1} and txn.get("opinion", "b") is None
         assert txn.put_new("opinion", "c", {"n": 3}) and not txn.put_new("opinion", "a", {"n": 4})
+        txn.put("opinion", "d", {"n": 4})
+        assert [d["n"] for d in txn.list("opinion")] == [1, 3, 4]  # sends what it holds
+        assert txn.get("opinion", "c") == {"n": 3} and txn.get("opinion", "d") == {"n": 4}
+        txn.delete("opinion", "d")
     assert store.dump() == {("opinion", "a"): {"n": 1}, ("opinion", "c"): {"n": 3}}
     store.datastore.close()
 
