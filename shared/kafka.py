@@ -215,6 +215,15 @@ class BrokerProbe:
             raise
 
 
+    async def cluster_id(self) -> str | None:
+        """The broker's cluster id: a new one means a new cluster, whose logs begin empty."""
+        try:
+            admin, _ = await self._open()
+            return (await admin.describe_cluster()).get("cluster_id")
+        except BaseException:
+            await self.close()
+            raise
+
     async def committed(self, group_id: str, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The offsets consumer group ``group_id`` committed on ``partitions``.
 

@@ -9,6 +9,10 @@ from outside, with what any Kafka operator would look at: every
 ends of its topics. A group that is behind and has committed nothing new for
 ``consumer_stall_after`` seconds, or whose consume loop ended, gets a new consumer.
 
+It also reads the broker's cluster id: a new one is a new cluster whose logs began
+empty (every start of the embedded broker), and every consumer then reads its topics
+again from the start rather than wait beyond the new log's end (``_check_cluster``).
+
 A restart is safe at any moment: the new consumer starts from the group's committed
 offsets (or the earliest, for a group the broker does not know), and every handler
 here recognises an event it already applied.
@@ -20,6 +24,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from aiokafka import TopicPartition
 
 from shared.config import Settings
 from shared.consumer import consuming
@@ -46,6 +52,7 @@ class ConsumerWatchdog:
         self.probe = BrokerProbe(settings)
         self.log = get_logger("watchdog")
         self._seen: dict[str, _Seen] = {}
+        self._cluster: str | None = None
 
     async def run(self) -> None:
         while True:
@@ -58,6 +65,7 @@ class ConsumerWatchdog:
                 self.log.debug("consumer check failed; will retry", error=repr(error))
 
     async def check(self) -> None:
+        await self._check_cluster()
         # One look at the topics' ends for all groups: several follow the same topics.
         every = await self.probe.end_offsets({t for _, _, sub in self.subscribers
                                               for t in sub.topic_names_for_subscribe})
@@ -88,6 +96,27 @@ class ConsumerWatchdog:
         seen.restarts += 1
         seen.since = time.monotonic()
         await self._restart(subscriber)
+
+    async def _check_cluster(self) -> None:
+        """A broker with another cluster id is a new cluster: its logs began empty, and a
+        consumer may still hold its place in the old one. Kafka answers a fetch beyond a
+        log's end with OFFSET_OUT_OF_RANGE, and the consumer starts over; the embedded
+        broker answers with nothing, and the consumer would skip whatever the new log
+        gathers below its old place. So every consumer reads its partitions again from
+        the start (the relays publish everything again on such a broker; handlers skip
+        what they already applied)."""
+        cluster = await self.probe.cluster_id()
+        known, self._cluster = self._cluster, cluster
+        if known is None or cluster is None or cluster == known:
+            return
+        self.log.warning("the broker is a new cluster; every consumer reads its topics again from the start",
+                         was=known, now=cluster)
+        for _, group, subscriber in self.subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            held = _assigned(subscriber)
+            if consumer is not None and held:
+                await consumer.seek_to_beginning(*(TopicPartition(t, p) for t, p in held))
+                self.log.info("reading again from the start", group=group, partitions=len(held))
 
     @staticmethod
     async def _restart(subscriber: Any) -> None:

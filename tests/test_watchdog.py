@@ -74,3 +74,52 @@ def test_a_consume_loop_that_ended_is_restarted(tmp_path: Path, kafka: KafkaEndp
         system.wait_trace(topic_id, 1, timeout=30)
         state = wait_for(lambda: (c := _consumer(system, group))["running"] and c, 10, "running again")
         assert state["restarts"] >= 1
+
+
+def test_every_start_of_the_embedded_broker_is_a_new_cluster() -> None:
+    from shared.embedded import EmbeddedBroker, free_port
+    from shared.kafka import BrokerProbe
+
+    async def cluster(bootstrap: str) -> str | None:
+        probe = BrokerProbe(Settings(kafka_bootstrap_servers=bootstrap))
+        try:
+            return await probe.cluster_id()
+        finally:
+            await probe.close()
+
+    port, ids = free_port(), []
+    for _ in range(2):
+        broker = EmbeddedBroker(port=port).start()
+        try:
+            ids.append(asyncio.run(cluster(broker.bootstrap_servers)))
+        finally:
+            broker.stop()
+    assert all(ids) and ids[0] != ids[1], ids
+
+
+def test_a_new_cluster_makes_every_consumer_read_its_topics_again(tmp_path: Path, kafka: KafkaEndpoint) -> None:
+    """A consumer that kept its place from a lost log would skip what the new log gathers
+    below it: the embedded broker answers a fetch beyond a log's end with nothing, where
+    Kafka answers OFFSET_OUT_OF_RANGE. When the broker's cluster id changes (every start of
+    the embedded broker is a new cluster), each consumer reads again from the start."""
+    settings = make_settings("sqlite", tmp_path, kafka, None, broker_check_interval=0.5,
+                             consumer_stall_after=600.0)  # no restart for stalling: only the cluster
+    with RunningSystem(settings, ["catalog", "feedback"]) as system:
+        system.wait_trace(propose(system, title="旧集群上"), 1)
+        subscriber, _ = _trace_consumer(system)
+        consumer = subscriber.consumer
+        watchdog = system.services["feedback"].watchdog
+        wait_for(lambda: watchdog._cluster, 10, "the cluster id seen")
+        # The place a consumer kept from the old log, beyond the end of the new one.
+        _in_loop(system, "feedback", lambda: [consumer.seek(tp, 1_000) for tp in consumer.assignment()])
+        after = propose(system, title="新集群上")
+        probe = watchdog.probe
+        real = probe.cluster_id
+
+        async def replaced() -> str:
+            return f"{await real()}-replaced"
+
+        probe.cluster_id = replaced  # type: ignore[method-assign]
+        steps = system.wait_trace(after, 1, timeout=30)
+        assert steps[0]["type"] == "TopicProposed"
+        assert subscriber.consumer is consumer  # read again, not restarted
