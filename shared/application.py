@@ -103,12 +103,14 @@ def plain_state(mapper: Mapper[UUID], stored: bytes) -> dict[str, Any] | None:
         return None
     try:
         state = orjson.loads(stored)
+        if type(state) is not dict:
+            return None
         for key, value in state.items():
             if type(value) is dict or type(value) is list:
                 state[key] = _unmarked(value)
     except (_NotPlain, orjson.JSONDecodeError):
         return None
-    return state if type(state) is dict else None
+    return state
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ class ServiceApplication(Application[UUID]):
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         # What an aggregate was created with (its topic, say) never changes; remembered.
-        self._created: dict[UUID, dict[str, Any]] = {}
+        self._created: dict[str, dict[str, Any]] = {}
         env = store_env(settings, self.service)
         if self.recorders:
             env["APPLICATION_RECORDER_TOPIC"] = self.recorders["postgres" if settings.postgres else "sqlite"]
@@ -256,7 +258,7 @@ class ServiceApplication(Application[UUID]):
         facts = self._created.get(key)
         if facts is None:
             first = next(iter(self.events.get(UUID(key), lte=1)), None)
-            facts = self._remember_created(key, {} if first is None else _plain(vars(first)))
+            facts = self._remember_created(key, {f: _plain(getattr(first, f, None)) for f in self.created_fields})
         return facts
 
     def _remember_created(self, originator: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -214,7 +214,6 @@ class BrokerProbe:
             await self.close()
             raise
 
-
     async def cluster_id(self) -> str | None:
         """The broker's cluster id: a new one means a new cluster, whose logs begin empty."""
         try:

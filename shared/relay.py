@@ -229,10 +229,7 @@ class Relay(LogFollower):
     # -- publishing ------------------------------------------------------------------
     def _messages(self, event: CloudEvent) -> list[tuple[str, CloudEvent]]:
         """What one stored event becomes on Kafka: itself, and its public outcome forms."""
-        forms = self.app.outcome_forms(event)
-        if not forms:
-            return [(self.topic, event)]
-        return [(self.topic, event), *((self.outcomes_topic, public) for public in forms)]
+        return [(self.topic, event)] + [(self.outcomes_topic, public) for public in self.app.outcome_forms(event)]
 
     async def _send(self, event: CloudEvent, batches: RecordBatches) -> list[Receipt]:
         return [await batches.add(topic, message) for topic, message in self._messages(event)]

@@ -62,7 +62,7 @@ class _KeyedRecorder:
         self.sql_insert_key = f"INSERT INTO {t} (ref, wrapped) VALUES ({p}, {p}) ON CONFLICT (ref) DO NOTHING RETURNING 1"
         self.sql_select_key = f"SELECT wrapped FROM {t} WHERE ref = {p}"
         self.sql_check_key = f"SELECT 1 FROM {t} WHERE ref = {p} AND wrapped = {p}"
-        self.sql_delete_key = f"DELETE FROM {t} WHERE ref = {p}"
+        self.sql_delete_key = f"DELETE FROM {t} WHERE ref = {p} RETURNING 1"
         self.sql_count_keys = f"SELECT COUNT(*) AS n FROM {t}"
 
     def _insert_keys(self, cursor: Any, keys: Sequence[tuple[str, str, bool]]) -> None:
@@ -90,10 +90,8 @@ class _KeyedRecorder:
     def delete_key(self, ref: str) -> bool:
         with self.datastore.transaction(commit=True) as cursor:
             self._overwrite_deleted(cursor)
-            cursor.execute(self.sql_select_key, (ref,))
-            existed = cursor.fetchone() is not None
             cursor.execute(self.sql_delete_key, (ref,))
-        return existed
+            return cursor.fetchone() is not None
 
     def count_keys(self) -> int:
         with self.datastore.transaction(commit=False) as cursor:
@@ -166,10 +164,9 @@ class Vault:
     def _adopt_earlier_keys(self) -> None:
         """Keys an earlier release kept in the vault store move beside the events: copied
         first, then overwritten where they were (a crash between leaves both; adopted again)."""
-        earlier = self._store.dump()
-        moving = [(key, doc["wrapped"]) for (view, key), doc in earlier.items() if view == _VIEW]
-        if not moving:
+        if not self._store.list(_VIEW):  # moved already (or never there): the erasure dates stay unread
             return
+        moving = [(key, doc["wrapped"]) for (view, key), doc in self._store.dump().items() if view == _VIEW]
         self._keys.adopt_keys(moving)
         with self._store.transaction() as txn:
             txn.overwrite_deleted()
