@@ -28,8 +28,9 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL
 
@@ -134,10 +135,44 @@ class KeyedPostgresRecorder(_KeyedRecorder, PostgresApplicationRecorder):
         self._keys_sql()
         self.sql_create_statements.append(SQL(self.sql_create_keys))  # type: ignore[arg-type]
 
-    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], *,
-                       person_keys: Sequence[tuple[str, str, bool]] = (), **kwargs: Any) -> None:
-        self._insert_keys(curs, person_keys)
-        super()._insert_events(curs, stored_events, **kwargs)
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], *,
+                      person_keys: Sequence[tuple[str, str, bool]] = (), **kwargs: Any) -> Sequence[int] | None:
+        """eventsourcing's own ``insert_events``, with the keys' statements sent in the same
+        pipeline as the events and their answers read after its one sync.
+
+        Reading a key's answer before sending the events (``_insert_keys``) cost a round
+        trip of its own on every command that seals a person. A key that is not the
+        person's (``KeyRaced``) is raised inside the transaction, so nothing is committed.
+        """
+        if not person_keys or not stored_events or self.datastore.enable_db_functions:
+            return super().insert_events(stored_events, **kwargs)
+        error: Exception | None = None
+        ids: Sequence[int] | None = None
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction():
+                checks = [(ref, conn.cursor()) for ref, _, _ in person_keys]
+                try:
+                    for (ref, wrapped, new), (_, cursor) in zip(person_keys, checks, strict=True):
+                        cursor.execute(self.sql_insert_key if new else self.sql_check_key, (ref, wrapped))
+                    with conn.cursor() as curs:
+                        try:
+                            self._insert_stored_events(curs, stored_events, **kwargs)
+                            pipeline.sync()  # keys, lock, events: one round trip
+                            raced = next((ref for ref, cursor in checks if cursor.fetchone() is None), None)
+                            if raced is None:
+                                ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                        except Exception as e:  # noqa: BLE001 - as eventsourcing: raised after the pipeline
+                            error = e
+                            raced = None
+                    if raced is not None:
+                        raise KeyRaced(raced)  # inside the transaction: it rolls back
+                finally:
+                    for _, cursor in checks:
+                        cursor.close()
+            if error is not None:
+                raise error
+        return ids
 
 
 #: ``ServiceApplication.recorders`` for a service whose events carry sealed persons.
