@@ -104,6 +104,12 @@ def test_every_stored_event_envelopes_as_its_domain_event_does(tmp_path: Path) -
             short = fresh.envelope(notification)
             long = fresh._envelope_of(fresh.mapper.to_domain_event(notification), notification.id)
             assert short == long, notification.topic
+            # Made without validation (``CloudEvent.of_own``): validated, it is the same envelope.
+            validated = CloudEvent(**{k: getattr(short, k) for k in short.model_fields_set})
+            assert validated == short and validated.model_fields_set == short.model_fields_set
+            assert CloudEvent.model_validate(short.model_dump()) == short
+            assert validated.to_bytes() == short.to_bytes()
+            assert CloudEvent.model_validate_json(short.to_bytes()) == short
             assert short.to_bytes() == long.model_dump_json(exclude_none=True).encode()
             fresh.close()
         app.close()
