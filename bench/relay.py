@@ -34,6 +34,7 @@ async def _relay(app: CatalogApplication, settings, events: int) -> float:  # no
     task = asyncio.create_task(relay.run())
     while await relay.position() < events:
         await asyncio.sleep(0.01)
+    await relay.settle()  # and how far it got is written down
     elapsed = time.perf_counter() - start
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -145,10 +146,14 @@ class Relay(LogFollower):
         self._next_check = 0.0
         self.last_error: str | None = None
         self._failing_since: float | None = None
+        #: The last round's record of its position and offsets, written off the publishing path.
+        self._recording: asyncio.Future[None] | None = None
+        self._recording_lock = threading.Lock()
         self._load_parked()
 
     def close(self) -> None:
-        self.state.close()
+        with self._recording_lock:  # a record under way is finished first
+            self.state.close()
 
     # -- the follower's hooks -------------------------------------------------------
     async def position(self) -> int:
@@ -159,6 +164,8 @@ class Relay(LogFollower):
 
     async def idle(self) -> None:
         """Between batches: the periodic broker check and any retry an operator asked for."""
+        if self._recording is not None and self._recording.done():
+            await self.settle()  # a record that failed fails this round (and is retried)
         if time.monotonic() >= self._next_check:
             await self.check_broker()
             await self._retry_parked()
@@ -263,18 +270,38 @@ class Relay(LogFollower):
             mark = notification.id
         if mark == self._position:
             return
-        if mark > self._stored:
-            await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.tracking_name, mark))
-            self._stored = mark
         published = sum(1 for p in self._acked if p <= mark)
         self._acked = {p for p in self._acked if p > mark}
         self._position = mark
-        if self._republish_until and mark >= self._republish_until:
+        finished = bool(self._republish_until and mark >= self._republish_until)
+        if finished:
             self.log.info("republication complete", topic=self.topic, upto=mark)
             self._republish_until = 0
-            await asyncio.to_thread(self.state.set_republish_until, 0)
-        await asyncio.to_thread(self.state.save_offsets, dict(self._offsets))
+        await self.settle()  # the previous round's record first: records are written in order
+        self._recording = asyncio.ensure_future(
+            asyncio.to_thread(self._record, mark, dict(self._offsets), finished))
         self.log.debug("published", topic=self.topic, upto=mark, count=published)
+
+    def _record(self, mark: int, offsets: dict[tuple[str, int], int], finished: bool) -> None:
+        """Write down how far publication got, while the next round is read and sent.
+
+        Two commits a round had been a tenth of relaying on the way between rounds. A
+        crash before they are written publishes this round again on restart, which
+        consumers take as the duplicates they are (the ids are the same).
+        """
+        with self._recording_lock:
+            if mark > self._stored:
+                self.tracking.insert_tracking(Tracking(self.tracking_name, mark))
+                self._stored = mark
+            if finished:
+                self.state.set_republish_until(0)
+            self.state.save_offsets(offsets)
+
+    async def settle(self) -> None:
+        """Wait for the last round's record; its failure is raised here."""
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            await recording
 
     # -- a broker that lost its log ----------------------------------------------------
     async def check_broker(self) -> None:
@@ -301,6 +328,7 @@ class Relay(LogFollower):
 
     async def _republish_all(self, why: str) -> None:
         """The broker lost its log: publish the whole store again."""
+        await self.settle()
         self.log.warning("the broker lost its log; publishing the whole store again",
                          topic=self.topic, why=why)
         self._republish_until = max(self._stored, self._position)
