@@ -241,8 +241,12 @@ def test_departments_citizens_and_confidential_opinions_each_see_only_their_own(
     code, problem = status(system, "GET", f"/feedback/opinions/{public['id']}", bob)
     assert (code, problem["rule"]) == (403, "not_yours")
     assert status(system, "GET", f"/feedback/authors/{ref}/opinions", bob)[1]["rule"] == "not_yours"
-    own_list = status(system, "GET", f"/feedback/authors/{ref}/opinions", alice)[1]
-    assert {o["id"] for o in own_list} == {public["id"], secret["id"]}
+    # The list is a view, brought up to date from the log just after each save.
+    def both_listed() -> list[dict[str, Any]] | None:
+        found = status(system, "GET", f"/feedback/authors/{ref}/opinions", alice)[1]
+        return found if {o["id"] for o in found} == {public["id"], secret["id"]} else None
+
+    own_list = wait_for(both_listed, 10, "the author's list")
     assert "消防通道" in str(own_list)
 
     # The confidential opinion: its author and the answering department, nobody else.
