@@ -121,3 +121,29 @@ def test_a_throwaway_store_answers_reads_from_what_it_committed_and_only_that(tm
     live = open_view_store(settings, "feedback", "throwaway")
     assert live.committed is None
     live.datastore.close()
+
+
+def test_a_throwaway_store_bounds_what_it_remembers_and_still_knows_what_it_never_wrote(tmp_path: Path) -> None:
+    """Past ``committed_limit`` documents the oldest are dropped from memory and read from the
+    database again; their keys are kept (hashes), so a key never written stays known as absent.
+    Past ``evicted_limit`` keys the database answers for everything not in memory."""
+    store = open_view_store(Settings(data_dir=tmp_path, store="sqlite"), "feedback", "bounded", durable=False)
+    store.committed_limit, store.evicted_limit = 10, 15
+    for n in range(30):
+        with store.transaction() as txn:
+            txn.put("opinion", f"{n:02d}", {"n": n})
+            if n % 5 == 0:
+                txn.delete("opinion", f"{n - 1:02d}")
+        assert len(store.committed) <= store.committed_limit
+        if n == 14:
+            assert store.committed_whole and len(store.evicted) > 0
+            assert not store.never_written(("opinion", "00")) and store.never_written(("opinion", "99"))
+    assert not store.committed_whole and store.evicted == set()  # past 15 keys: no longer whole
+    with store.transaction() as txn:
+        for n in range(30):
+            deleted = n % 5 == 4 and n < 29
+            assert txn.get("opinion", f"{n:02d}") == (None if deleted else {"n": n}), n
+        assert txn.get("opinion", "99") is None and txn.put_new("opinion", "99", {"n": 99})
+        assert not txn.put_new("opinion", "00", {"n": -1})
+    assert store.dump()[("opinion", "00")] == {"n": 0}
+    store.datastore.close()
