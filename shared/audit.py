@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -180,6 +181,8 @@ def _chunks(events: list[CloudEvent]) -> Iterator[list[CloudEvent]]:
 
 
 def _drop(settings: Settings, store: ViewStore, service: str, label: str) -> None:
+    with contextlib.suppress(Exception):  # what its writer failed at was raised already, or no longer matters
+        store.drain()
     store.datastore.close()
     if settings.postgres:
         from shared.stores import admin_connection

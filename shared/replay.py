@@ -75,6 +75,7 @@ def rebuild(
     for batch in batches(app):
         apply_batch(running, batch)
         replayed += len(batch)
+    store.drain()  # every batch committed before the store is handed on
     return store, replayed
 
 
