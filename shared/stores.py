@@ -533,6 +533,18 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
         self.sql_create_statements.append(SQL(  # type: ignore[arg-type]
             f'CREATE INDEX IF NOT EXISTS view_documents_prefix ON "{datastore.schema}".view_documents '
             "(view, key text_pattern_ops)"))
+        self.sql_put_arrays = (
+            f'INSERT INTO "{datastore.schema}".view_documents (view, key, doc) '
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]) "
+            "ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc")
+
+    def _put_all(self, cursor: Any, puts: list[tuple[str, str, str]], whole: bool) -> None:
+        if not whole or len(puts) < 64:
+            return super()._put_all(cursor, puts, whole)
+        # One statement over three arrays: psycopg's executemany prepares every row in Python,
+        # holding Python's lock, which the writer's thread then takes from the rebuild.
+        views, keys, docs = (list(column) for column in zip(*puts, strict=True))
+        cursor.execute(self.sql_put_arrays, (views, keys, docs))
 
 
 ViewStore = SQLiteViewStore | PostgresViewStore

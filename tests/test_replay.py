@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from eventsourcing.persistence import Tracking
 
 from services.catalog.application import CatalogApplication
 from services.catalog.domain import Topic
@@ -147,3 +148,30 @@ def test_a_throwaway_store_bounds_what_it_remembers_and_still_knows_what_it_neve
         assert not txn.put_new("opinion", "00", {"n": -1})
     assert store.dump()[("opinion", "00")] == {"n": 0}
     store.datastore.close()
+
+
+def test_a_throwaway_store_writes_a_large_batch_as_any_store_does(settings: Settings) -> None:
+    """A rebuild's store sends a large batch in one statement on its writer's thread (a JSON
+    array on SQLite, arrays on PostgreSQL); the documents are the ones a live store writes,
+    byte for byte, whatever the text holds."""
+    odd = "引号\"反斜杠\\ 换行\n 制表\t \u2028 ☃ 'quote' %_"  # a key (ids, in life) never holds a NUL
+    stores = [open_view_store(settings, "feedback", label, durable=durable)
+              for label, durable in (("bulk_live", True), ("bulk_thrown", False))]
+    try:
+        for store in stores:
+            with store.transaction(Tracking("bulk:feedback", 1)) as txn:
+                for n in range(300):
+                    txn.put("opinion" if n % 3 else "step", f"{n:04d}/{odd}", {"n": n, "text": odd + "\x00", "list": [None, 1.5]})
+            with store.transaction(Tracking("bulk:feedback", 2)) as txn:
+                for n in range(0, 300, 2):
+                    txn.put("opinion" if n % 3 else "step", f"{n:04d}/{odd}", {"n": -n, "text": odd[::-1]})
+                txn.delete("step", f"0003/{odd}")
+        live, thrown = (store.dump() for store in stores)
+        assert len(live) == 299 and thrown == live
+        assert thrown[("opinion", f"0001/{odd}")] == {"n": 1, "text": odd + "\x00", "list": [None, 1.5]}
+        assert stores[1].max_tracking_id("bulk:feedback") == 2
+        with stores[1].reading() as r:  # read back from the database, not from memory
+            assert r.get("opinion", f"0002/{odd}") == {"n": -2, "text": odd[::-1]}
+    finally:
+        for store in stores:
+            store.datastore.close()
