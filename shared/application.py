@@ -24,6 +24,7 @@ from shared.clock import Clock
 from shared.config import Settings
 from shared.domain import EventTooLarge, NotFound
 from shared.envelope import CloudEvent, event_id
+from shared.groupcommit import RECORDERS
 from shared.stores import store_env
 
 T = TypeVar("T", bound=Aggregate)
@@ -161,9 +162,10 @@ class ServiceApplication(Application[UUID]):
     outcome_withheld: dict[str, frozenset[str]] = {}
     #: Per outcome, newer versions published beside version 1 (docs/schema-evolution.md).
     outcome_versions: dict[str, dict[int, OutcomeForm]] = {}
-    #: Per store kind ("sqlite", "postgres"), the topic of a recorder class of the event store
-    #: other than eventsourcing's own (``shared.vault.KEYED_RECORDERS``); empty: its own.
-    recorders: dict[str, str] = {}
+    #: Per store kind ("sqlite", "postgres"), the topic of the event store's recorder class:
+    #: saves grouped on SQLite (``shared.groupcommit``), person keys beside the events where
+    #: a service seals persons (``shared.vault.KEYED_RECORDERS``).
+    recorders: dict[str, str] = RECORDERS
 
     def __init__(self, settings: Settings, clock: Clock | None = None):
         self.settings = settings
@@ -175,8 +177,7 @@ class ServiceApplication(Application[UUID]):
         self._created: dict[str, dict[str, Any]] = {}
         self._log_query: Any = None
         env = store_env(settings, self.service)
-        if self.recorders:
-            env["APPLICATION_RECORDER_TOPIC"] = self.recorders["postgres" if settings.postgres else "sqlite"]
+        env["APPLICATION_RECORDER_TOPIC"] = self.recorders["postgres" if settings.postgres else "sqlite"]
         super().__init__(env=env)
 
     def construct_mapper(self) -> Mapper[UUID]:

@@ -31,10 +31,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
-from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL
 
 from shared.config import Settings
+from shared.groupcommit import GroupedSQLiteRecorder
 from shared.pseudonyms import local_key
 from shared.stores import open_view_store
 
@@ -103,8 +103,9 @@ class _KeyedRecorder:
         """Make a deletion overwrite the bytes on disk, where the database can."""
 
 
-class KeyedSQLiteRecorder(_KeyedRecorder, SQLiteApplicationRecorder):
-    """SQLite event store with ``person_keys`` beside the events."""
+class KeyedSQLiteRecorder(_KeyedRecorder, GroupedSQLiteRecorder):
+    """SQLite event store with ``person_keys`` beside the events (saves grouped as every
+    service's are: ``shared.groupcommit``)."""
 
     def __init__(self, datastore: Any, **kwargs: Any):
         self._keys_sql()  # the base constructor asks for the DDL

@@ -1,0 +1,87 @@
+"""Saves that reach SQLite's writer together are committed together, and fail alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.persistence import RecordConflictError
+
+from services.catalog.application import CatalogApplication
+from services.catalog.domain import Topic
+from shared.config import Settings
+
+TOPIC = {"source": "npc", "proposer": "县人大常委会", "content_type": "livelihood", "description": "说明"}
+
+
+def test_queued_saves_share_one_commit_and_a_conflict_fails_only_its_own(tmp_path: Path) -> None:
+    app = CatalogApplication(Settings(data_dir=tmp_path, store="sqlite"))
+    recorder: Any = app.recorder
+    try:
+        first = app.propose_topic(title="议题", **TOPIC)
+        stale, fresh = app.get(Topic, first), app.get(Topic, first)
+        stale.screen("accepted", None, "县政府办")
+        fresh.screen("rejected", "不属于协商范围", "县政府办")
+        commits = []
+        transaction = recorder.datastore.transaction
+
+        def counted(*, commit: bool) -> Any:
+            if commit:
+                commits.append(1)
+            return transaction(commit=commit)
+
+        recorder.datastore.transaction = counted
+        outcomes: dict[str, Any] = {}
+
+        def save(name: str, aggregate: Any) -> None:
+            try:
+                app.save(aggregate)
+                outcomes[name] = "stored"
+            except RecordConflictError as error:
+                outcomes[name] = error
+
+        new = [Topic(title=f"议题{i}", **TOPIC) for i in range(6)]
+        threads = [threading.Thread(target=save, args=(f"new{i}", t)) for i, t in enumerate(new)]
+        threads += [threading.Thread(target=save, args=("stale", stale)),
+                    threading.Thread(target=save, args=("fresh", fresh))]
+        with recorder._leader:  # the writer is busy: every save queues behind it
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 10
+            while len(recorder._queue) < len(threads) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(recorder._queue) == len(threads)
+        for thread in threads:
+            thread.join(10)
+
+        assert len(commits) == 1  # eight saves, one transaction
+        assert all(outcomes[f"new{i}"] == "stored" for i in range(6))
+        # The same aggregate saved twice from one version: the first in the group wins, the
+        # second is undone alone and told so.
+        assert sorted(str(v) if v == "stored" else "conflict" for k, v in outcomes.items()
+                      if k in ("stale", "fresh")) == ["conflict", "stored"]
+        assert app.max_position() == 1 + 6 + 1
+        assert all(str(app.get(Topic, t.id).id) == str(t.id) for t in new)
+        status = app.get(Topic, first).status
+        assert status == ("accepted" if outcomes["stale"] == "stored" else "rejected")
+    finally:
+        app.close()
+
+
+def test_a_save_alone_is_committed_as_before(tmp_path: Path) -> None:
+    app = CatalogApplication(Settings(data_dir=tmp_path, store="sqlite"))
+    try:
+        topic_id = app.propose_topic(title="议题", **TOPIC)
+        stale = app.get(Topic, topic_id)
+        app.screen_topic(topic_id, "accepted", None, "县政府办")
+        stale.screen("rejected", "x", "县政府办")
+        try:
+            app.save(stale)
+            raise AssertionError("a stale save must conflict")
+        except RecordConflictError:
+            pass
+        assert app.max_position() == 2 and not app.recorder._queue  # type: ignore[attr-defined]
+    finally:
+        app.close()
