@@ -16,6 +16,7 @@ from eventsourcing.persistence import (InterfaceError, Mapper, OperationalError,
                                        StoredEvent)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import resolve_topic, retry
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 from pydantic import BaseModel
 
@@ -176,6 +177,7 @@ class ServiceApplication(Application[UUID]):
         # What an aggregate was created with (its topic, say) never changes; remembered.
         self._created: dict[str, dict[str, Any]] = {}
         self._log_query: Any = None
+        self._postgres = settings.postgres
         env = store_env(settings, self.service)
         env["APPLICATION_RECORDER_TOPIC"] = self.recorders["postgres" if settings.postgres else "sqlite"]
         super().__init__(env=env)
@@ -239,13 +241,16 @@ class ServiceApplication(Application[UUID]):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as eventsourcing reads
     def _read_log(self, after: int, limit: int) -> list[LogEntry]:
         with self.recorder.datastore.transaction(commit=False) as cursor:
+            if self._postgres:
+                cursor.row_factory = tuple_row  # not a dict per row: the id is text already
+                # Binary results: the stored events' bytes as they are, not hex to decode.
+                cursor.execute(self._log_query, (after, limit), binary=True)
+                return [LogEntry._make(row) for row in cursor.fetchall()]
             cursor.execute(self._log_query, (after, limit))
             rows = cursor.fetchall()
-        if rows and not isinstance(rows[0], dict):  # SQLite: the id as stored, 32 hex digits
-            return [LogEntry(r[0], _dashed(r[1]) if len(r[1]) == 32 else str(UUID(r[1])), r[2], r[3], r[4])
-                    for r in rows]
-        return [LogEntry(r["notification_id"], r["originator_id"], r["originator_version"], r["topic"],
-                         r["state"]) for r in rows]
+        # SQLite keeps the id as 32 hex digits.
+        return [LogEntry(r[0], _dashed(r[1]) if len(r[1]) == 32 else str(UUID(r[1])), r[2], r[3], r[4])
+                for r in rows]
 
     @staticmethod
     def stored_event(entry: LogEntry) -> StoredEvent:

@@ -113,3 +113,22 @@ def test_every_stored_event_envelopes_as_its_domain_event_does(tmp_path: Path) -
             assert short.to_bytes() == long.model_dump_json(exclude_none=True).encode()
             fresh.close()
         app.close()
+
+
+def test_the_log_reads_what_eventsourcing_reads(settings: Settings) -> None:
+    """``notifications`` is a plain paged query of the store (not ``select_notifications``):
+    the same records, the aggregate's id as ``str(uuid)``, on both databases."""
+    app = CatalogApplication(settings)
+    try:
+        ids = [app.propose_topic(title=f"议题{i}", description="说明", source="npc", proposer="县人大常委会",
+                                 content_type="livelihood") for i in range(3)]
+        app.screen_topic(ids[1], "accepted", None, "县政府办")
+        ours = app.notifications(0)
+        theirs = app.recorder.select_notifications(1, 500)
+        assert [tuple(n) for n in ours] == [
+            (n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state)) for n in theirs]
+        assert len(ours) == 4 and ours[3].originator_id == ids[1]
+        assert app.notifications(ours[0].id, 2) == ours[1:3] and app.notifications(ours[-1].id) == []
+        assert all(isinstance(n.state, bytes) for n in ours)
+    finally:
+        app.close()
