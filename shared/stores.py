@@ -381,9 +381,24 @@ class ViewStoreMixin:
         self._writer = _Writer(self)
 
     def drain(self) -> None:
-        """Wait until everything handed to the writer is committed (raising its failure)."""
+        """Wait until everything handed to the writer is committed (raising its failure).
+
+        Every read of the database waits for it first: the writer's connection may be the
+        one the read would get, and SQLite's connections are not to be shared at once."""
         if self._writer is not None:
             self._writer.drain()
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        self.drain()
+        return super().max_tracking_id(application_name)  # type: ignore[misc]
+
+    def has_tracking_id(self, application_name: str, notification_id: int | None) -> bool:
+        self.drain()
+        return super().has_tracking_id(application_name, notification_id)  # type: ignore[misc]
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        self.drain()
+        super().insert_tracking(tracking)  # type: ignore[misc]
 
     @contextmanager
     def _handed_over(self, trackings: tuple[Tracking, ...]) -> Iterator[ViewTransaction]:
