@@ -176,11 +176,10 @@ class ServiceApplication(Application[UUID]):
         self._lock = threading.Lock()
         # What an aggregate was created with (its topic, say) never changes; remembered.
         self._created: dict[str, dict[str, Any]] = {}
-        self._log_query: Any = None
-        self._postgres = settings.postgres
         env = store_env(settings, self.service)
         env["APPLICATION_RECORDER_TOPIC"] = self.recorders["postgres" if settings.postgres else "sqlite"]
         super().__init__(env=env)
+        self._log_query = _log_query(self.recorder)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return BoundedMapper(super().construct_mapper(), self.settings.max_event_bytes)
@@ -227,6 +226,7 @@ class ServiceApplication(Application[UUID]):
             raise NotFound(f"No {cls.__name__.lower()} with id {aggregate_id}")
         return aggregate
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as eventsourcing reads
     def notifications(self, after: int, limit: int = 500) -> list[LogEntry]:
         """Up to ``limit`` stored events after position ``after``, in order.
 
@@ -234,14 +234,8 @@ class ServiceApplication(Application[UUID]):
         UUID and a frozen dataclass of every row: four fifths of reading the log, and the
         relays, rebuilds and audits read every event through here.
         """
-        if self._log_query is None:
-            self._log_query = _log_query(self.recorder)
-        return self._read_log(after, limit)
-
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as eventsourcing reads
-    def _read_log(self, after: int, limit: int) -> list[LogEntry]:
         with self.recorder.datastore.transaction(commit=False) as cursor:
-            if self._postgres:
+            if self.settings.postgres:
                 cursor.row_factory = tuple_row  # not a dict per row: the id is text already
                 # Binary results: the stored events' bytes as they are, not hex to decode.
                 cursor.execute(self._log_query, (after, limit), binary=True)

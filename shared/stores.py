@@ -344,11 +344,17 @@ class ViewStoreMixin:
         cursor.executemany(self.sql_put, puts)
 
     @contextmanager
+    def _tracked(self, trackings: tuple[Tracking, ...]) -> Iterator[Any]:
+        """A database transaction (pipelined where it can be) that begins with ``trackings``."""
+        with self.datastore.transaction(commit=True) as cursor, self._pipelined(cursor):
+            for tracking in trackings:
+                self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+            yield cursor
+
+    @contextmanager
     def _transaction(self, trackings: tuple[Tracking, ...]) -> Iterator[ViewTransaction]:
         try:
-            with self.datastore.transaction(commit=True) as cursor, self._pipelined(cursor):
-                for tracking in trackings:
-                    self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+            with self._tracked(trackings) as cursor:
                 txn = ViewTransaction(self, cursor)
                 yield txn
                 txn.flush()
@@ -406,11 +412,7 @@ class ViewStoreMixin:
 
         def begin() -> Any:
             self.drain()  # the database holds everything handed over before this
-            cursor = stack.enter_context(self.datastore.transaction(commit=True))
-            stack.enter_context(self._pipelined(cursor))
-            for tracking in trackings:
-                self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
-            return cursor
+            return stack.enter_context(self._tracked(trackings))
 
         txn = ViewTransaction(self, None, begin)
         try:
@@ -430,9 +432,7 @@ class ViewStoreMixin:
 
     def _write(self, trackings: tuple[Tracking, ...], held: dict[tuple[str, str], str | None]) -> None:
         """One handed-over transaction, committed (on the writer's thread)."""
-        with self.datastore.transaction(commit=True) as cursor, self._pipelined(cursor):
-            for tracking in trackings:
-                self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+        with self._tracked(trackings) as cursor:
             self.send(cursor, held, whole=True)
 
     def remember_commits(self) -> None:

@@ -150,11 +150,12 @@ class KeyedPostgresRecorder(_KeyedRecorder, PostgresApplicationRecorder):
             return super().insert_events(stored_events, **kwargs)
         error: Exception | None = None
         ids: Sequence[int] | None = None
+        raced: str | None = None
         with self.datastore.get_connection() as conn:
             with conn.pipeline() as pipeline, conn.transaction():
                 checks = [(ref, conn.cursor()) for ref, _, _ in person_keys]
                 try:
-                    for (ref, wrapped, new), (_, cursor) in zip(person_keys, checks, strict=True):
+                    for (_, cursor), (ref, wrapped, new) in zip(checks, person_keys, strict=True):
                         cursor.execute(self.sql_insert_key if new else self.sql_check_key, (ref, wrapped))
                     with conn.cursor() as curs:
                         try:
@@ -164,8 +165,7 @@ class KeyedPostgresRecorder(_KeyedRecorder, PostgresApplicationRecorder):
                             if raced is None:
                                 ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
                         except Exception as e:  # noqa: BLE001 - as eventsourcing: raised after the pipeline
-                            error = e
-                            raced = None
+                            error, raced = e, None
                     if raced is not None:
                         raise KeyRaced(raced)  # inside the transaction: it rolls back
                 finally:
