@@ -18,9 +18,9 @@ from services.catalog.projections import CatalogViews
 from shared.follower import ProjectionFollower
 from shared.audit import replay
 from shared.config import Settings
-from shared.stores import open_view_store
+from shared.stores import admin_connection, drop_schemas, open_view_store, schema_name
 from tests import steps
-from tests.conftest import KafkaEndpoint, make_settings
+from tests.conftest import KafkaEndpoint, PostgresEndpoint, make_settings
 from tests.harness import RunningSystem, wait_for
 from tests.steps import approve, item, plan, topic
 
@@ -126,10 +126,10 @@ def test_a_throwaway_store_answers_reads_from_what_it_committed_and_only_that(tm
 
 def test_a_throwaway_store_bounds_what_it_remembers_and_still_knows_what_it_never_wrote(tmp_path: Path) -> None:
     """Past ``committed_limit`` documents the oldest are dropped from memory and read from the
-    database again; their keys are kept (hashes), so a key never written stays known as absent.
-    Past ``evicted_limit`` keys the database answers for everything not in memory."""
+    database again; their keys are kept (Bloom filters, a new one twice as large as each fills),
+    so a key never written stays known as absent."""
     store = open_view_store(Settings(data_dir=tmp_path, store="sqlite"), "feedback", "bounded", durable=False)
-    store.committed_limit, store.evicted_limit = 10, 15
+    store.committed_limit, store.evicted.first_capacity = 10, 4
     for n in range(30):
         with store.transaction() as txn:
             txn.put("opinion", f"{n:02d}", {"n": n})
@@ -139,7 +139,10 @@ def test_a_throwaway_store_bounds_what_it_remembers_and_still_knows_what_it_neve
         if n == 14:
             assert store.committed_whole and len(store.evicted) > 0
             assert not store.never_written(("opinion", "00")) and store.never_written(("opinion", "99"))
-    assert not store.committed_whole and store.evicted == set()  # past 15 keys: no longer whole
+    assert store.committed_whole and len(store.evicted._filters) >= 3  # 4 + 8 + 16 keys
+    assert all(("opinion", f"{n:02d}") in store.committed or not store.never_written(("opinion", f"{n:02d}"))
+               for n in range(30))
+    assert sum(store.never_written(("opinion", f"x{n}")) for n in range(1000)) >= 990
     with store.transaction() as txn:
         for n in range(30):
             deleted = n % 5 == 4 and n < 29
@@ -175,3 +178,41 @@ def test_a_throwaway_store_writes_a_large_batch_as_any_store_does(settings: Sett
     finally:
         for store in stores:
             store.datastore.close()
+
+
+PREFIXED = ["a/", "a/1", "a/%", "a/_x", "a/\\", "a/中文", "a/\U0010fffd", "a0", "a", "A/1", "b/1", "a_1", "a%1"]
+
+
+@pytest.mark.parametrize("made_by", ["this release", "an earlier release"])
+def test_prefix_reads_are_exact_on_postgres_whatever_release_made_the_table(
+        tmp_path: Path, kafka: KafkaEndpoint, postgres: PostgresEndpoint, made_by: str) -> None:
+    """A PostgreSQL view store made now keeps its keys in the C collation: a prefix read is a
+    range of the primary key (no second index on every write), ordered as SQLite orders it.
+    A table an earlier release made (keys in the database's collation) keeps its pattern
+    index and its LIKE reads. Either way a prefix read returns exactly the keys that begin
+    with it, wildcards and all."""
+    settings = make_settings("postgres", tmp_path, kafka, postgres)
+    schema = schema_name(settings, "feedback", "collation")
+    if made_by == "an earlier release":
+        with admin_connection(settings) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            conn.execute(f'CREATE TABLE "{schema}".view_documents (view TEXT NOT NULL, key TEXT NOT NULL, '
+                         "doc TEXT NOT NULL, PRIMARY KEY (view, key))")
+    store = open_view_store(settings, "feedback", "collation")
+    try:
+        with admin_connection(settings) as conn:
+            indexes = {r[0] for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)).fetchall()}
+        assert store.prefix_is_range == (made_by == "this release")
+        assert ("view_documents_prefix" in indexes) == (made_by == "an earlier release")
+        with store.transaction() as txn:
+            for key in PREFIXED:
+                txn.put("step", key, {"key": key})
+        for prefix in ["a/", "a", "a/%", "a/_", "中", "b/", "z"]:
+            got = [d["key"] for d in store.list("step", prefix)]
+            assert sorted(got) == sorted(k for k in PREFIXED if k.startswith(prefix)), prefix
+            if store.prefix_is_range:
+                assert got == sorted(got, key=lambda k: k.encode()), prefix  # byte order, as SQLite's
+    finally:
+        store.datastore.close()
+        drop_schemas(settings, settings.schema_prefix)
