@@ -13,8 +13,10 @@ node grants the budget, so divide it by the number of nodes.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
+from collections import deque
 
 from fastapi.responses import JSONResponse
 from limits import parse
@@ -60,29 +62,79 @@ class Shed:
     Under load a queue that grows without bound turns every request into a timeout; a
     prompt 503 tells a client (or the e-government bus) to come back, and what is in
     progress finishes in its normal time. Nothing of a refused request was read or stored.
+
+    Places pass first come, first served. A request that finds a place free takes it without
+    waiting for anything; the others wait on a future of their own, and one timer, not one
+    per request, refuses those whose time is up. At twice the capacity half the requests
+    are refused, and ``asyncio.wait_for`` (a task, a timer and a cancellation each) with a
+    rendered JSON response made refusing cost a sixth of the event loop's time.
     """
 
     def __init__(self, app: ASGIApp, limit: int, wait: float):
-        self.app, self.wait = app, wait
-        self.places = asyncio.Semaphore(limit)
-        self.limit = limit
+        self.app, self.limit, self.wait = app, limit, wait
+        self.busy = 0
+        #: (deadline, future) of the requests waiting, oldest first; a future's result says
+        #: whether it got a place (handed over by the request that left it) or was refused.
+        self.waiting: deque[tuple[float, asyncio.Future[bool]]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        body = json.dumps({"detail": f"The service is at capacity ({limit} requests in progress); nothing was "
+                                     "read or stored. Try again in 1 s.", "rule": "overloaded"}).encode()
+        self._refusal = ({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1")]}, {"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "").endswith("/health"):
             await self.app(scope, receive, send)
             return
-        try:
-            await asyncio.wait_for(self.places.acquire(), self.wait)
-        except TimeoutError:
-            refusal = JSONResponse(status_code=503, headers={"Retry-After": "1"}, content={
-                "detail": f"The service is at capacity ({self.limit} requests in progress); nothing was "
-                          "read or stored. Try again in 1 s.", "rule": "overloaded"})
-            await refusal(scope, receive, send)
+        if self.busy < self.limit and not self.waiting:
+            self.busy += 1
+        elif not await self._place():
+            start, body = self._refusal
+            await send(start)
+            await send(body)
             return
         try:
             await self.app(scope, receive, send)
         finally:
-            self.places.release()
+            self._leave()
+
+    async def _place(self) -> bool:
+        """Wait for a place: True once one is handed over, False when time is up first."""
+        if self.wait <= 0:
+            return False
+        loop = asyncio.get_running_loop()
+        placed: asyncio.Future[bool] = loop.create_future()
+        self.waiting.append((loop.time() + self.wait, placed))
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.wait, self._sweep)
+        try:
+            return await placed
+        except asyncio.CancelledError:
+            if placed.done() and not placed.cancelled() and placed.result():
+                self._leave()  # handed a place as it was cancelled: pass it on
+            raise
+
+    def _leave(self) -> None:
+        """A request is done: its place goes to the oldest one waiting, else it is free."""
+        while self.waiting:
+            _, placed = self.waiting.popleft()
+            if not placed.done():
+                placed.set_result(True)
+                return
+        self.busy -= 1
+
+    def _sweep(self) -> None:
+        """Refuse every request that has waited its time; come back for the next one due."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self.waiting and (self.waiting[0][0] <= now or self.waiting[0][1].done()):
+            _, placed = self.waiting.popleft()
+            if not placed.done():
+                placed.set_result(False)
+        # Each request waits at most ``wait`` and at most a twentieth of it more.
+        self._sweeper = (loop.call_at(max(self.waiting[0][0], now + self.wait / 20), self._sweep)
+                         if self.waiting else None)
 
 
 def caller_of(scope: Scope) -> str:

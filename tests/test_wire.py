@@ -93,6 +93,55 @@ def test_a_caller_over_its_budget_gets_429_with_retry_after_and_nothing_is_store
         assert all(system.http.get("/catalog/health").status_code == 200 for _ in range(10))
 
 
+def test_places_pass_in_order_and_no_place_is_lost_to_a_refusal_or_a_cancelled_request() -> None:
+    """The shedding middleware on its own: a freed place goes to the oldest request waiting;
+    one that waits its time is refused with 503 and Retry-After; one cancelled while it waits
+    (its client gone) takes no place with it, even when a place was handed to it as it went."""
+    from shared.ratelimit import Shed
+
+    async def scenario() -> None:
+        gates: dict[str, asyncio.Event] = {}
+        order: list[str] = []
+
+        async def app(scope: dict, receive: object, send: object) -> None:
+            order.append(scope["path"])
+            await gates.setdefault(scope["path"], asyncio.Event()).wait()
+
+        shed = Shed(app, limit=1, wait=0.3)
+        statuses: dict[str, int] = {}
+
+        async def request(path: str) -> None:
+            async def send(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    statuses[path] = message["status"]
+                    assert dict(message["headers"])[b"retry-after"] == b"1"
+            await shed({"type": "http", "path": path}, None, send)
+
+        first = asyncio.create_task(request("/a"))
+        await asyncio.sleep(0.01)
+        waiting = [asyncio.create_task(request(p)) for p in ("/b", "/c")]
+        await asyncio.sleep(0.01)
+        gates["/a"].set()  # /a leaves: /b (first to wait) gets its place, /c still waits
+        await asyncio.sleep(0.01)
+        assert order == ["/a", "/b"] and shed.busy == 1
+        await asyncio.sleep(0.4)  # /c's time is up while /b holds the place
+        assert statuses == {"/c": 503} and waiting[1].done()
+        late = asyncio.create_task(request("/d"))
+        await asyncio.sleep(0.01)
+        gates["/b"].set()
+        await asyncio.sleep(0)  # /b leaves and hands /d the place; /d has not run yet
+        assert not late.done() and shed.busy == 1
+        late.cancel()  # handed the place, cancelled before it could run
+        await asyncio.gather(first, waiting[0], late, return_exceptions=True)
+        assert shed.busy == 0 and not shed.waiting  # nothing held, nothing lost
+        gates["/e"] = asyncio.Event()
+        gates["/e"].set()
+        await request("/e")
+        assert order[-1] == "/e" and "/e" not in statuses and shed.busy == 0
+
+    asyncio.run(scenario())
+
+
 def test_past_capacity_a_request_is_shed_with_503_and_retry_after_and_nothing_is_stored(
         kafka: KafkaEndpoint, tmp_path: Path) -> None:
     settings = make_settings("sqlite", tmp_path, kafka, None, max_in_flight=1, shed_after=0.2)
