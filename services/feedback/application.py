@@ -7,6 +7,7 @@ and ``redact`` keeps even the sealed form, and every confidential text, off Kafk
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -103,6 +104,21 @@ class FeedbackApplication(ServiceApplication):
         sealed, with_key = self.vault.seal(ref, {k: v for k, v in person.items() if v})
         return ref, sealed, with_key
 
+    def save_sealed(self, person: dict[str, Any], make: Callable[[str, str], list[Any]]) -> list[Any]:
+        """Seal ``person``, make the aggregates that carry the sealed data (``make(ref,
+        sealed)``) and save them with the person's key in one transaction. When the key
+        raced (the same person in another request at the same moment, or erased since), seal
+        again under the key that is theirs now and make them anew."""
+        while True:
+            ref, sealed, with_key = self.seal_person(person)
+            aggregates = make(ref, sealed)
+            try:
+                self.save(*aggregates, **with_key)
+            except KeyRaced:
+                self.vault.raced(ref)
+                continue
+            return aggregates
+
     def open_person(self, ref: str | None, sealed: str | None) -> dict[str, Any] | None:
         return self.vault.open(ref, sealed) if ref else None
 
@@ -130,21 +146,11 @@ class FeedbackApplication(ServiceApplication):
         # Refused before a key is made for the person: a refusal changes nothing.
         Opinion.answering_department(fields["topic"], fields["session"], fields["topic_id"],
                                      fields["session_id"], fields["platform"], fields["addressed_to"])
-        while True:
-            ref, sealed, with_key = self.seal_person(person)
-            opinion = Opinion.submit(
-                **fields, author_ref=ref, author_sealed=sealed, person=person,
-                organization=author.get("organization"), today=self.clock.today(),
-                calendar=self.calendar, answer_days=self.settings.answer_working_days,
-            )
-            try:
-                self.save(opinion, **with_key)
-            except KeyRaced:
-                # The same person in another request at the same moment, or erased since:
-                # seal again under the key that is theirs now.
-                self.vault.raced(ref)
-                continue
-            return str(opinion.id), ref
+        [opinion] = self.save_sealed(person, lambda ref, sealed: [Opinion.submit(
+            **fields, author_ref=ref, author_sealed=sealed, person=person,
+            organization=author.get("organization"), today=self.clock.today(),
+            calendar=self.calendar, answer_days=self.settings.answer_working_days)])
+        return str(opinion.id), opinion.author_ref
 
     def opinion_of_proposal(self, proposal_id: str, topic: dict[str, Any] | None, topic_id: str,
                             addressed_to: str, author: dict[str, Any], title: str, content: str) -> bool:
@@ -289,24 +295,21 @@ class FeedbackApplication(ServiceApplication):
         require_accepted_topic(topic_id, topic)
         if decision_id is not None:
             self.evaluated_decision(decision_id, topic_id)  # refused before the evaluator's key is made
-        ref, sealed, with_key = self.seal_person({"name": evaluator})
         for attempt in range(20):
-            evaluation = Evaluation(topic_id=topic_id, decision_id=decision_id, evaluator_ref=ref,
-                                    evaluator_sealed=sealed, submitted_on=self.clock.today().isoformat(),
-                                    **form)
-            evaluation_id = evaluation.id
-            try:
+
+            def made(ref: str, sealed: str) -> list[Any]:
+                evaluation = Evaluation(topic_id=topic_id, decision_id=decision_id, evaluator_ref=ref,
+                                        evaluator_sealed=sealed, submitted_on=self.clock.today().isoformat(),
+                                        **form)
                 if decision_id is None:
-                    self.save(evaluation, **with_key)
-                    return str(evaluation_id)
+                    return [evaluation]
                 decision = self.evaluated_decision(decision_id, topic_id)
-                decision.count_evaluation(str(evaluation_id), evaluation.aim_missed, evaluation.objection,
+                decision.count_evaluation(str(evaluation.id), evaluation.aim_missed, evaluation.objection,
                                           self.evaluation_policy, self.clock.today())
-                self.save(evaluation, decision, **with_key)
-                return str(evaluation_id)
-            except KeyRaced:
-                self.vault.raced(ref)
-                ref, sealed, with_key = self.seal_person({"name": evaluator})
+                return [evaluation, decision]
+
+            try:
+                return str(self.save_sealed({"name": evaluator}, made)[0].id)
             except RecordConflictError:
                 log.info("evaluation raced another on one decision; counting again",
                          decision=decision_id, attempt=attempt)
