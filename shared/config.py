@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     shed_after: float = Field(0.5, ge=0, le=30)
     #: Largest request body accepted, in bytes (HTTP 413 beyond).
     max_body_bytes: int = 1_048_576
+    #: Seconds a request's whole body may take to arrive; slower, 408 (a client that trickles
+    #: its body would otherwise hold one of the ``max_in_flight`` places for as long as it likes).
+    body_timeout: float = Field(30.0, gt=0, le=3600)
     #: Largest stored event, in bytes: a command that would record more is refused (422),
     #: so every accepted event fits in a Kafka message (``kafka_max_message_bytes``).
     max_event_bytes: int = 524_288

@@ -6,6 +6,7 @@ too large or not UTF-8), answers in one shape: ``{"detail", "rule", "errors"?}``
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from typing import Any
 from urllib.parse import unquote
@@ -42,6 +43,7 @@ class Problem(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "Unknown id"},
     409: {"model": Problem, "description": "Not allowed in the current state; says why"},
+    408: {"model": Problem, "description": "The request body did not arrive in time (rule body_timeout)"},
     413: {"model": Problem, "description": "Request body larger than the service accepts"},
     422: {"model": Problem, "description": "Malformed request; names each field and rule"},
     429: {"model": Problem, "description": "Too many requests from this caller (rule rate_limited)",
@@ -62,7 +64,7 @@ ACCESS_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 #: What the framework's own refusals mean, in the contract's terms.
-_HTTP_RULES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+_HTTP_RULES = {404: "not_found", 405: "method_not_allowed", 408: "body_timeout", 413: "body_too_large",
                415: "unsupported_media_type"}
 
 
@@ -98,11 +100,15 @@ class RequestGuard:
     - A query with control characters is malformed (422).
     - A body larger than ``max_body`` bytes is refused (413), whether its size is
       announced or it is streamed.
+    - A body that takes longer than ``body_timeout`` seconds to arrive is refused (408),
+      and the connection closed: trickled a byte at a time, it would hold one of the
+      places ``shared.ratelimit.Shed`` grants for as long as the client liked.
     """
 
-    def __init__(self, app: ASGIApp, max_body: int):
+    def __init__(self, app: ASGIApp, max_body: int, body_timeout: float = 30.0):
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,10 +128,22 @@ class RequestGuard:
 
     def _counting(self, receive: Receive) -> Receive:
         seen = 0
+        deadline: float | None = None  # set at the first read; None again once the body is whole
+        whole = False
 
         async def counted() -> Any:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, deadline, whole
+            if whole:  # after the body, only a disconnect can come: no deadline for that
+                return await receive()
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self.body_timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(408, f"The request body did not arrive within {self.body_timeout:g} s; "
+                                         "nothing was read or stored.", headers={"Connection": "close"}) from None
+            whole = message.get("type") != "http.request" or not message.get("more_body", False)
             seen += len(message.get("body", b""))
             if seen > self.max_body:
                 raise HTTPException(413)
@@ -143,8 +161,8 @@ def _has_control(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
-def install_error_handlers(app: FastAPI, max_body: int) -> None:
-    app.add_middleware(RequestGuard, max_body=max_body)
+def install_error_handlers(app: FastAPI, max_body: int, body_timeout: float = 30.0) -> None:
+    app.add_middleware(RequestGuard, max_body=max_body, body_timeout=body_timeout)
 
     @app.exception_handler(HTTPException)
     async def framework(_: Request, exc: HTTPException) -> JSONResponse:

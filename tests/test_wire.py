@@ -93,6 +93,38 @@ def test_a_caller_over_its_budget_gets_429_with_retry_after_and_nothing_is_store
         assert all(system.http.get("/catalog/health").status_code == 200 for _ in range(10))
 
 
+def test_a_body_that_trickles_in_is_refused_with_408_and_frees_its_place(
+        kafka: KafkaEndpoint, tmp_path: Path) -> None:
+    """A client that sends its headers and then its body a little at a time holds one of the
+    places shedding grants; past ``body_timeout`` it gets 408 (rule body_timeout), nothing
+    is stored, and the place serves the next request."""
+    import socket
+
+    settings = make_settings("sqlite", tmp_path, kafka, None, max_in_flight=1, shed_after=0.2, body_timeout=1.0)
+    with RunningSystem(settings, ["catalog"]) as system:
+        body = json.dumps(TOPIC).encode()
+        token = system.as_(Role.government_office)["Authorization"]
+        with socket.create_connection(("127.0.0.1", system.port), timeout=10) as slow:
+            slow.sendall(f"POST /catalog/topics HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                         + body[:10])
+            started = time.monotonic()
+            time.sleep(0.3)
+            assert system.post("/catalog/topics", TOPIC).status_code == 503  # the place is held
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                chunk = slow.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            waited = time.monotonic() - started
+        head, _, text = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), answer
+        assert json.loads(text)["rule"] == "body_timeout" and 0.9 <= waited < 5, (text, waited)
+        assert system.services["catalog"].app.max_position() == 0  # nothing stored
+        system.post("/catalog/topics", TOPIC, expect=201)  # the place is free again
+
+
 def test_places_pass_in_order_and_no_place_is_lost_to_a_refusal_or_a_cancelled_request() -> None:
     """The shedding middleware on its own: a freed place goes to the oldest request waiting;
     one that waits its time is refused with 503 and Retry-After; one cancelled while it waits
