@@ -581,13 +581,13 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
         # A table made before that, under a database collation other than C: LIKE 'prefix%'
         # uses an index only with the pattern operator class (without it every prefix read
         # scanned the view). A store of C keys does without this second index on every write.
+        self._sql_collation = self._key_collation(table)
         self.sql_create_statements.append(SQL(  # type: ignore[arg-type]
-            f"DO $$ BEGIN IF ({self._key_collation(table)}) NOT IN ('C', 'POSIX') THEN "
+            f"DO $$ BEGIN IF ({self._sql_collation}) NOT IN ('C', 'POSIX') THEN "
             f"CREATE INDEX IF NOT EXISTS view_documents_prefix ON {table} (view, key text_pattern_ops); "
             "END IF; END $$"))
-        self._sql_collation = self._key_collation(table)
         self.sql_put_arrays = (
-            f'INSERT INTO "{datastore.schema}".view_documents (view, key, doc) '
+            f"INSERT INTO {table} (view, key, doc) "
             "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]) "
             "ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc")
 
