@@ -73,7 +73,7 @@ def create_app(
         )
     app.state.services = services
     for service in services.values():
-        app.include_router(service.router())
+        app.router.routes.extend(service.routes())
     install_error_handlers(app, settings.max_body_bytes, settings.body_timeout)
     verifier = access.install(app, settings)
     # A caller over its budget is refused before its body is read; the budget is the

@@ -142,7 +142,7 @@ def own_plan(principal: Principal, kind: str) -> None:
 def routes(service: Service) -> APIRouter:
     app: CatalogApplication = service.app  # type: ignore[assignment]
     views = service.views
-    r = APIRouter(responses=ACCESS_RESPONSES)
+    r = service.api_router(responses=ACCESS_RESPONSES)
 
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return asyncio.to_thread(fn, *args, **kwargs)

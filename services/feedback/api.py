@@ -281,7 +281,7 @@ def routes(service: Service) -> APIRouter:
     app: FeedbackApplication = service.app  # type: ignore[assignment]
     views = service.views
     own_views = service.projections[q.FeedbackViews.name]
-    r = APIRouter(responses=ACCESS_RESPONSES)
+    r = service.api_router(responses=ACCESS_RESPONSES)
 
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return asyncio.to_thread(fn, *args, **kwargs)

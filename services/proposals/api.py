@@ -206,7 +206,7 @@ def proposer_names(p: Proposal) -> list[str]:
 def routes(service: Service) -> APIRouter:
     app: ProposalsApplication = service.app  # type: ignore[assignment]
     views = service.views
-    r = APIRouter(responses=ACCESS_RESPONSES)
+    r = service.api_router(responses=ACCESS_RESPONSES)
 
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return asyncio.to_thread(fn, *args, **kwargs)

@@ -185,7 +185,7 @@ def departments_of(s: Session) -> set[str]:
 def routes(service: Service) -> APIRouter:
     app: SessionsApplication = service.app  # type: ignore[assignment]
     views = service.views
-    r = APIRouter(responses=ACCESS_RESPONSES)
+    r = service.api_router(responses=ACCESS_RESPONSES)
 
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return asyncio.to_thread(fn, *args, **kwargs)
