@@ -10,6 +10,7 @@ import os
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -18,6 +19,7 @@ from aiokafka.errors import KafkaConnectionError
 from shared.access import Role
 from shared.config import Settings
 from shared.kafka import ensure_topics, kafka_options, make_broker
+from shared.ratelimit import Shed
 from shared.stores import admin_connection, use_postgres_tls
 from tests.conftest import KafkaEndpoint, PostgresEndpoint, make_settings
 from tests.harness import RunningSystem
@@ -93,6 +95,14 @@ def test_a_caller_over_its_budget_gets_429_with_retry_after_and_nothing_is_store
         assert all(system.http.get("/catalog/health").status_code == 200 for _ in range(10))
 
 
+def _middleware(app: Any, kind: type) -> Any:
+    """The running instance of middleware ``kind`` in ``app``'s stack (built at its first request)."""
+    layer = app.middleware_stack
+    while not isinstance(layer, kind):
+        layer = layer.app
+    return layer
+
+
 def test_a_body_that_trickles_in_is_refused_with_408_and_frees_its_place(
         kafka: KafkaEndpoint, tmp_path: Path) -> None:
     """A client that sends its headers and then its body a little at a time holds one of the
@@ -109,7 +119,11 @@ def test_a_body_that_trickles_in_is_refused_with_408_and_frees_its_place(
                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
                          + body[:10])
             started = time.monotonic()
-            time.sleep(0.3)
+            # The slow request holds the one place once the server has read its headers;
+            # on a loaded machine that can take longer than any fixed pause.
+            shed = _middleware(system.app, Shed)
+            while shed.busy == 0 and time.monotonic() < started + 5:
+                time.sleep(0.01)
             assert system.post("/catalog/topics", TOPIC).status_code == 503  # the place is held
             answer = b""
             while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
@@ -129,7 +143,6 @@ def test_places_pass_in_order_and_no_place_is_lost_to_a_refusal_or_a_cancelled_r
     """The shedding middleware on its own: a freed place goes to the oldest request waiting;
     one that waits its time is refused with 503 and Retry-After; one cancelled while it waits
     (its client gone) takes no place with it, even when a place was handed to it as it went."""
-    from shared.ratelimit import Shed
 
     async def scenario() -> None:
         gates: dict[str, asyncio.Event] = {}
