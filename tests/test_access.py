@@ -84,6 +84,24 @@ def test_every_cell_of_the_role_table(offline: tuple[TestClient, Settings, Any])
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_assembled_app_holds_every_service_route_flat(offline: tuple[TestClient, Settings, Any]) -> None:
+    """Routes sit in the app's own list with their prefix (``Service.api_router``): a router
+    included under a prefix is matched again at each level on every request, which cost a
+    tenth of the server's time under load (bench/README.md)."""
+    from fastapi.routing import APIRoute
+
+    from shared.runtime import SERVICE_NAMES
+
+    _, _, app = offline
+    own = [r for r in app.router.routes if isinstance(r, APIRoute) and r.path.split("/")[1] in SERVICE_NAMES]
+    served = [e for e in endpoints(app) if e.path.split("/")[1] in SERVICE_NAMES]
+    assert len(own) == len(served) >= 80
+    assert all(isinstance(r, APIRoute) or r.path.split("/")[1] not in SERVICE_NAMES
+               for r in app.router.routes if hasattr(r, "path")), [type(r).__name__ for r in app.router.routes]
+    assert {r.tags[0] for r in own} == set(SERVICE_NAMES)
+    assert all(r.tags[0] == r.path.split("/")[1] for r in own)
+
+
 def test_without_a_valid_token_every_protected_route_answers_401(
         offline: tuple[TestClient, Settings, Any], tmp_path: Path) -> None:
     client, config, app = offline
