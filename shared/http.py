@@ -11,6 +11,7 @@ import unicodedata
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -159,6 +160,37 @@ def _too_large(limit: int) -> JSONResponse:
 
 def _has_control(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+#: The answer to bytes that are not an HTTP/1.1 request (uvicorn's parser refuses them before
+#: any route runs): the contract's error shape instead of uvicorn's plain text.
+_MALFORMED = orjson.dumps({
+    "detail": "The request is not valid HTTP/1.1: its request line, a header or its framing "
+              "(Content-Length, Transfer-Encoding) could not be read. Nothing was done.",
+    "rule": "malformed_http",
+    "errors": [{"field": "request", "rule": "malformed_http", "message": "not valid HTTP/1.1"}]})
+
+
+def http_protocol() -> Any:
+    """uvicorn's HTTP protocol for this service: httptools, answering a request it cannot
+    parse (``Content-Length: abc``, a bare LF, a space in a header name) with 400 in the
+    contract's error shape and closing the connection, as uvicorn does."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # no httptools on this platform: uvicorn's own choice and answer
+        return "auto"
+
+    class ProblemHttpToolsProtocol(HttpToolsProtocol):
+        def send_400_response(self, msg: str) -> None:
+            head = [b"HTTP/1.1 400 Bad Request\r\n"]
+            head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
+            head += [b"content-type: application/json\r\n",
+                     b"content-length: " + str(len(_MALFORMED)).encode() + b"\r\n",
+                     b"connection: close\r\n\r\n"]
+            self.transport.write(b"".join(head) + _MALFORMED)
+            self.transport.close()
+
+    return ProblemHttpToolsProtocol
 
 
 def install_error_handlers(app: FastAPI, max_body: int, body_timeout: float = 30.0) -> None:

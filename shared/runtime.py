@@ -16,7 +16,7 @@ from swagger_ui_bundle import swagger_ui_path
 from shared import access
 from shared.clock import Clock
 from shared.config import Settings
-from shared.http import install_error_handlers
+from shared.http import http_protocol, install_error_handlers
 from shared.ratelimit import RateLimit, Shed
 from shared.service import Service, ServiceSpec, settle_threads
 
@@ -107,7 +107,7 @@ def serve(settings: Settings, names: Sequence[str], host: str, port: int) -> Non
     app = create_app(settings, names)
     tune_gc()
     # log_config=None: uvicorn's own lines go through the structured logs (shared.logs).
-    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None, http=http_protocol())
 
 
 def openapi_of(name: str) -> dict:

@@ -18,6 +18,7 @@ from shared.access import Role, endpoints, is_open, mint
 from shared.clock import Clock
 from shared.config import Settings
 from shared.embedded import free_port
+from shared.http import http_protocol
 from shared.runtime import SERVICE_NAMES, create_app
 
 T = TypeVar("T")
@@ -124,7 +125,8 @@ class RunningSystem:
         self.port = free_port()
         self.app = create_app(settings, names, clock)
         self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+                           http=http_protocol())
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.auth = PolicyAuth(self.app, settings)

@@ -95,6 +95,35 @@ def test_a_caller_over_its_budget_gets_429_with_retry_after_and_nothing_is_store
         assert all(system.http.get("/catalog/health").status_code == 200 for _ in range(10))
 
 
+def test_bytes_that_are_not_http_get_400_in_the_contract_shape_and_change_nothing(
+        kafka: KafkaEndpoint, tmp_path: Path) -> None:
+    """uvicorn's parser refuses these before any route runs; the answer is still the
+    contract's error shape (rule malformed_http), the connection is closed, nothing is stored."""
+    import socket
+
+    settings = make_settings("sqlite", tmp_path, kafka, None)
+    with RunningSystem(settings, ["catalog"]) as system:
+        token = system.as_(Role.government_office)["Authorization"]
+        body = json.dumps(TOPIC).encode()
+        for head in (f"Content-Length: abc\r\n",                      # not a number
+                     f"Content-Length: {len(body)}\r\nContent-Length: 3\r\n",  # two lengths
+                     f"Content-Length: {len(body)}\r\nBad Header: x\r\n"):   # a space in a name
+            with socket.create_connection(("127.0.0.1", system.port), timeout=10) as raw:
+                raw.sendall(f"POST /catalog/topics HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
+                            f"Content-Type: application/json\r\n{head}\r\n".encode() + body)
+                answer = b""
+                while chunk := raw.recv(4096):  # until the server closes the connection
+                    answer += chunk
+            status, _, rest = answer.partition(b"\r\n")
+            headers, _, text = rest.partition(b"\r\n\r\n")
+            assert status == b"HTTP/1.1 400 Bad Request", answer
+            assert b"content-type: application/json" in headers.lower() and b"connection: close" in headers.lower()
+            problem = json.loads(text)
+            assert problem["rule"] == "malformed_http" and problem["errors"][0]["field"] == "request", problem
+        assert system.services["catalog"].app.max_position() == 0
+        system.post("/catalog/topics", TOPIC, expect=201)
+
+
 def _middleware(app: Any, kind: type) -> Any:
     """The running instance of middleware ``kind`` in ``app``'s stack (built at its first request)."""
     layer = app.middleware_stack
