@@ -60,7 +60,12 @@ def elapsed(calendar: WorkingCalendar, start: str, today: date) -> int:
     return calendar.working_days_between(date.fromisoformat(start), today + timedelta(days=1)).value
 
 
-def open_deadlines(views: ViewStore) -> list[tuple[str, str]]:
-    """(kind, subject) of every step neither done nor reported missed."""
+def open_deadlines(views: ViewStore, today: date | None = None) -> list[tuple[str, str]]:
+    """(kind, subject) of every step neither done nor reported missed; with ``today``, only
+    those already due before it, the only ones that can be overdue (``overdue``: not before
+    the first working day after the due date). The scheduler loads each subject's aggregate
+    to let it decide: every open step, every minute, was tens of thousands of loads once
+    tens of thousands of opinions waited for their answers (bench/README.md)."""
+    before = today.isoformat() if today is not None else None
     return sorted({(d["kind"], d["subject"]) for d in views.list("deadline")
-                   if d["met_on"] is None and d["missed_on"] is None})
+                   if d["met_on"] is None and d["missed_on"] is None and (before is None or d["due"] < before)})

@@ -395,3 +395,27 @@ def test_decisions_deliberation_gate_interpretation_deadline_and_post_evaluation
                          read_topic(kafka.bootstrap, system.settings.topic(OUTCOMES_TOPIC))), 20, "the outcome")
     evaluation = system.get(f"/feedback/public/topics/{topic_id}")["evaluation"]
     assert evaluation["forms"] == 4 and evaluation["effect"] == {"achieved": 1, "not_achieved": 3}
+
+
+def test_the_scheduler_loads_only_subjects_with_a_step_already_due(tmp_path: Any) -> None:
+    """Each subject the scheduler gets is loaded from the store for its aggregate to decide;
+    one whose steps fall due today or later cannot be overdue (not before the first working
+    day after the due date), so it is not asked for, however many wait for an answer."""
+    from shared.deadlines import open_deadlines, put_deadline
+
+    views = open_view_store(Settings(data_dir=tmp_path, store="sqlite"), "feedback")
+    try:
+        with views.transaction() as txn:
+            for subject, step, due, done in [("a", "answer", "2026-09-23", {}), ("b", "answer", "2026-09-25", {}),
+                                             ("c", "feedback", "2026-10-09", {}),
+                                             ("d", "answer", "2026-09-01", {"met_on": "2026-09-02"}),
+                                             ("e", "answer", "2026-09-01", {"missed_on": "2026-09-02"}),
+                                             ("f", "feedback", "2026-09-24", {})]:
+                put_deadline(txn, "opinion", subject, step, {"due": due, "from": "2026-09-01", "provisional": False},
+                             "县民政局", None)
+                if done:
+                    txn.put("deadline", f"{subject}/{step}", {**txn.get("deadline", f"{subject}/{step}"), **done})
+        assert open_deadlines(views, date(2026, 9, 25)) == [("opinion", "a"), ("opinion", "f")]
+        assert open_deadlines(views) == [("opinion", s) for s in "abcf"]
+    finally:
+        views.datastore.close()

@@ -17,7 +17,7 @@ from services.feedback.application import FeedbackApplication
 
 def record_missed(service: Service) -> list[tuple[str, str]]:
     app: FeedbackApplication = service.app  # type: ignore[assignment]
-    return app.record_missed_deadlines(open_deadlines(service.views))
+    return app.record_missed_deadlines(open_deadlines(service.views, app.clock.today()))
 
 
 deadline_scheduler = scheduler(record_missed)

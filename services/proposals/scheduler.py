@@ -15,7 +15,7 @@ from services.proposals.application import ProposalsApplication
 
 def record_missed(service: Service) -> list[tuple[str, str]]:
     app: ProposalsApplication = service.app  # type: ignore[assignment]
-    return app.record_missed_deadlines(open_deadlines(service.views))
+    return app.record_missed_deadlines(open_deadlines(service.views, app.clock.today()))
 
 
 deadline_scheduler = scheduler(record_missed)
