@@ -132,6 +132,16 @@ def _middleware(app: Any, kind: type) -> Any:
     return layer
 
 
+def _until_a_place_is_held(system: RunningSystem, timeout: float = 5.0) -> None:
+    """Wait until the server works on a request (a slow one, sent just before): on a loaded
+    machine it can take longer than any fixed pause to read its headers."""
+    shed = _middleware(system.app, Shed)
+    deadline = time.monotonic() + timeout
+    while shed.busy == 0:
+        assert time.monotonic() < deadline, "the slow request never reached the server"
+        time.sleep(0.01)
+
+
 def test_a_body_that_trickles_in_is_refused_with_408_and_frees_its_place(
         kafka: KafkaEndpoint, tmp_path: Path) -> None:
     """A client that sends its headers and then its body a little at a time holds one of the
@@ -148,11 +158,7 @@ def test_a_body_that_trickles_in_is_refused_with_408_and_frees_its_place(
                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
                          + body[:10])
             started = time.monotonic()
-            # The slow request holds the one place once the server has read its headers;
-            # on a loaded machine that can take longer than any fixed pause.
-            shed = _middleware(system.app, Shed)
-            while shed.busy == 0 and time.monotonic() < started + 5:
-                time.sleep(0.01)
+            _until_a_place_is_held(system)
             assert system.post("/catalog/topics", TOPIC).status_code == 503  # the place is held
             answer = b""
             while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
@@ -233,7 +239,7 @@ def test_past_capacity_a_request_is_shed_with_503_and_retry_after_and_nothing_is
             "/catalog/topics", content=slow_body(),
             headers={"content-type": "application/json", **system.as_(Role.government_office)}))
         holder.start()
-        time.sleep(0.3)
+        _until_a_place_is_held(system)
         shed = system.post("/catalog/topics", TOPIC)
         assert shed.status_code == 503, shed.text
         assert shed.headers["Retry-After"] == "1" and shed.json()["rule"] == "overloaded"
