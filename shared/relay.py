@@ -59,7 +59,9 @@ class RelayState:
 
     @classmethod
     def open(cls, settings: Settings, service: str) -> RelayState:
-        return cls(open_view_store(settings, service, "relay", pool_size=1))
+        store = open_view_store(settings, service, "relay", pool_size=1)
+        store.shared_with_processes = True  # the running relay, and the operator's commands
+        return cls(store)
 
     def close(self) -> None:
         self.store.datastore.close()

@@ -380,10 +380,18 @@ class ViewStoreMixin:
     def _put_all(self, cursor: Any, puts: list[tuple[str, str, str]], whole: bool) -> None:
         cursor.executemany(self.sql_put, puts)
 
+    #: Other processes write this store too (the relay's records, which ``consult relay`` and
+    #: ``consult audit`` change while the service runs): see ``SQLiteViewStore._lock_first``.
+    shared_with_processes = False
+
+    def _lock_first(self, cursor: Any) -> None:
+        """Before a write transaction's first statement (SQLite's write lock, there)."""
+
     @contextmanager
     def _tracked(self, trackings: tuple[Tracking, ...]) -> Iterator[Any]:
         """A database transaction (pipelined where it can be) that begins with ``trackings``."""
         with self.datastore.transaction(commit=True) as cursor, self._pipelined(cursor):
+            self._lock_first(cursor)
             for tracking in trackings:
                 self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
             yield cursor
@@ -530,6 +538,20 @@ class ViewStoreMixin:
 
 class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
     prefix_is_range = True
+
+    def _lock_first(self, cursor: Any) -> None:
+        """Take the write lock as the transaction begins (``BEGIN IMMEDIATE``) in a store that
+        other processes write too.
+
+        eventsourcing begins SQLite transactions deferred: the lock is taken at the first
+        write. A transaction that has read by then, and finds another process committed
+        meanwhile, is refused at once ("database is locked") instead of waiting its turn:
+        measured, ``consult relay retry`` against a relay writing its records failed 1,798
+        times in 2,188. Taken first, the lock is waited for (``SQLITE_LOCK_TIMEOUT``).
+        """
+        if self.shared_with_processes:
+            cursor.execute("ROLLBACK")  # the deferred BEGIN, which has taken nothing yet
+            cursor.execute("BEGIN IMMEDIATE")
 
     def __init__(self, datastore: Any, **kwargs: Any):
         self._doc_sql()  # the base constructor asks for the DDL

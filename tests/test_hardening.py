@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -388,3 +389,45 @@ def test_health_names_a_stuck_relay_and_clears_when_it_recovers(settings: Settin
         assert keys == [waiting]
     finally:
         broker.stop()
+
+
+_BUSY_RELAY = """
+import sys, time
+from shared.config import Settings
+from shared.relay import RelayState
+state = RelayState.open(Settings(data_dir=sys.argv[1], store="sqlite"), "catalog")
+failed, i, until = 0, 0, time.monotonic() + float(sys.argv[2])
+print("writing", flush=True)
+while time.monotonic() < until:
+    i += 1
+    try:
+        state.save_offsets({("consultation.catalog.v1", 0): i, ("consultation.catalog.v1", 1): i})
+    except Exception as error:
+        failed += 1
+    time.sleep(0.001)
+state.close()
+print("failed", failed, "of", i, flush=True)
+"""
+
+
+def test_an_operator_command_waits_for_the_running_relay_instead_of_failing(tmp_path: Any) -> None:
+    """`consult relay retry` changes the relay's own SQLite store while the running relay
+    writes its records there, from another process. Each waits for the other's write lock;
+    before, the one that had read first was refused at once with "database is locked"."""
+    from shared.relay import RelayState
+
+    settings = Settings(data_dir=tmp_path, store="sqlite")
+    state = RelayState.open(settings, "catalog")
+    state.park({"position": 7, "status": "parked", "reason": "too large"})
+    relay = subprocess.Popen([sys.executable, "-c", _BUSY_RELAY, str(tmp_path), "4"], stdout=subprocess.PIPE,
+                             text=True, cwd=str(Path(__file__).parent.parent))
+    try:
+        assert relay.stdout is not None and relay.stdout.readline().strip() == "writing"
+        for i in range(30):
+            assert state.set_status(7, "retry", retry_requested_by=f"值班员{i}")["retry_requested_by"] == f"值班员{i}"
+            time.sleep(0.01)
+        report = relay.communicate(timeout=30)[0].split()
+    finally:
+        relay.kill()
+        state.close()
+    assert report[:2] == ["failed", "0"], report
