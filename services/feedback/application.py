@@ -295,19 +295,19 @@ class FeedbackApplication(ServiceApplication):
         require_accepted_topic(topic_id, topic)
         if decision_id is not None:
             self.evaluated_decision(decision_id, topic_id)  # refused before the evaluator's key is made
+
+        def made(ref: str, sealed: str) -> list[Any]:
+            """The form, and its decision (read afresh) with the form counted."""
+            evaluation = Evaluation(topic_id=topic_id, decision_id=decision_id, evaluator_ref=ref,
+                                    evaluator_sealed=sealed, submitted_on=self.clock.today().isoformat(), **form)
+            if decision_id is None:
+                return [evaluation]
+            decision = self.evaluated_decision(decision_id, topic_id)
+            decision.count_evaluation(str(evaluation.id), evaluation.aim_missed, evaluation.objection,
+                                      self.evaluation_policy, self.clock.today())
+            return [evaluation, decision]
+
         for attempt in range(20):
-
-            def made(ref: str, sealed: str) -> list[Any]:
-                evaluation = Evaluation(topic_id=topic_id, decision_id=decision_id, evaluator_ref=ref,
-                                        evaluator_sealed=sealed, submitted_on=self.clock.today().isoformat(),
-                                        **form)
-                if decision_id is None:
-                    return [evaluation]
-                decision = self.evaluated_decision(decision_id, topic_id)
-                decision.count_evaluation(str(evaluation.id), evaluation.aim_missed, evaluation.objection,
-                                          self.evaluation_policy, self.clock.today())
-                return [evaluation, decision]
-
             try:
                 return str(self.save_sealed({"name": evaluator}, made)[0].id)
             except RecordConflictError:
