@@ -59,9 +59,8 @@ class RelayState:
 
     @classmethod
     def open(cls, settings: Settings, service: str) -> RelayState:
-        store = open_view_store(settings, service, "relay", pool_size=1)
-        store.shared_with_processes = True  # the running relay, and the operator's commands
-        return cls(store)
+        # Written by the running relay and by the operator's commands (``consult relay``).
+        return cls(open_view_store(settings, service, "relay", pool_size=1, shared_with_processes=True))
 
     def close(self) -> None:
         self.store.datastore.close()

@@ -649,7 +649,8 @@ ViewStore = SQLiteViewStore | PostgresViewStore
 
 
 def open_view_store(settings: Settings, service: str, label: str = "views",
-                    pool_size: int | None = None, durable: bool = True) -> ViewStore:
+                    pool_size: int | None = None, durable: bool = True,
+                    shared_with_processes: bool = False) -> ViewStore:
     """A document store with tracking records: read models, the relay's records, the vault.
 
     A store made to be thrown away (``durable=False``: a rebuild's, an audit replay's) is
@@ -658,13 +659,15 @@ def open_view_store(settings: Settings, service: str, label: str = "views",
     waiting for the disk.
     Every other store waits: a Kafka-fed view commits its consumer offset once its
     transaction returns, and an offset that outlived a transaction lost to a power cut
-    would skip that event for good.
+    would skip that event for good. A store other processes write too
+    (``shared_with_processes``) takes its write lock as each write transaction begins.
     """
     env = {**store_env(settings, service, label, pool_size), "SINGLE_ROW_TRACKING": "f"}
     factory = InfrastructureFactory.construct(Environment(f"{service}_{label}", env))
     cls = PostgresViewStore if settings.postgres else SQLiteViewStore
     with _sqlite_pragmas(None if durable else _THROWAWAY):
         store: ViewStore = factory.tracking_recorder(cls)  # type: ignore[arg-type,assignment]
+    store.shared_with_processes = shared_with_processes
     if not durable:
         if isinstance(store, PostgresViewStore):
             store.unlogged()
