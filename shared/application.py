@@ -26,7 +26,7 @@ from shared.config import Settings
 from shared.domain import EventTooLarge, NotFound
 from shared.envelope import CloudEvent, event_id
 from shared.groupcommit import RECORDERS
-from shared.stores import store_env
+from shared.stores import one_statement, store_env
 
 T = TypeVar("T", bound=Aggregate)
 
@@ -234,7 +234,7 @@ class ServiceApplication(Application[UUID]):
         UUID and a frozen dataclass of every row: four fifths of reading the log, and the
         relays, rebuilds and audits read every event through here.
         """
-        with self.recorder.datastore.transaction(commit=False) as cursor:
+        with one_statement(self.recorder.datastore) as cursor:
             if self.settings.postgres:
                 cursor.row_factory = tuple_row  # not a dict per row: the id is text already
                 # Binary results: the stored events' bytes as they are, not hex to decode.

@@ -17,12 +17,15 @@ from contextlib import ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
+import sqlite3
+
 import orjson
 import psycopg
 import rbloom
-from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Tracking
+from eventsourcing.persistence import (InfrastructureFactory, IntegrityError, InterfaceError, OperationalError,
+                                       Tracking)
 from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteTrackingRecorder
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL
 
@@ -98,6 +101,32 @@ def store_env(settings: Settings, service: str, label: str = "", pool_size: int 
         "SQLITE_DBNAME": str(settings.data_dir / filename),
         "SQLITE_LOCK_TIMEOUT": "30",
     }
+
+
+@contextmanager
+def one_statement(datastore: Any) -> Iterator[Any]:
+    """A cursor for a read that is one statement, run without ``BEGIN`` and ``ROLLBACK``.
+
+    eventsourcing wraps every read in a transaction of its own. A single statement already
+    is one, on one snapshot, on both databases, so the wrapper only added two statements:
+    on PostgreSQL two more round trips; on SQLite, on the threads that serve commands, two
+    more times the thread let go of Python's lock and waited to take it back. Reads of
+    several statements that must agree keep a transaction (``ViewStore.reading``).
+    """
+    if isinstance(datastore, SQLiteDatastore):
+        with datastore.get_connection(commit=False) as conn:
+            cursor = conn._sqlite_conn.cursor()  # noqa: SLF001 - the connection eventsourcing made
+            try:
+                yield cursor
+            except sqlite3.OperationalError as error:  # as eventsourcing's transactions raise them,
+                raise OperationalError(error) from error  # so that its retries still apply
+            except sqlite3.InterfaceError as error:
+                raise InterfaceError(error) from error
+            finally:
+                cursor.close()  # ends the statement, and with it the read's snapshot
+        return
+    with datastore.get_connection() as conn, conn.cursor() as cursor:  # autocommit connections
+        yield cursor
 
 
 class Duplicate(Exception):
@@ -440,7 +469,8 @@ class ViewStoreMixin:
 
     def max_tracking_id(self, application_name: str) -> int | None:
         self.drain()
-        return super().max_tracking_id(application_name)  # type: ignore[misc]
+        with one_statement(self.datastore) as cursor:  # as eventsourcing reads it on PostgreSQL
+            return self._max_tracking_id(application_name, cursor)  # type: ignore[attr-defined]
 
     def has_tracking_id(self, application_name: str, notification_id: int | None) -> bool:
         self.drain()
@@ -513,12 +543,14 @@ class ViewStoreMixin:
         return nullcontext()
 
     def get(self, view: str, key: str) -> dict[str, Any] | None:
-        with self.reading() as r:
-            return r.get(view, key)
+        self.drain()
+        with one_statement(self.datastore) as cursor:
+            return ViewReader(self, cursor).get(view, key)
 
     def list(self, view: str, prefix: str = "") -> list[dict[str, Any]]:
-        with self.reading() as r:
-            return r.list(view, prefix)
+        self.drain()
+        with one_statement(self.datastore) as cursor:
+            return ViewReader(self, cursor).list(view, prefix)
 
     @contextmanager
     def reading(self) -> Iterator[ViewReader]:

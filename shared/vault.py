@@ -36,7 +36,7 @@ from psycopg.sql import SQL
 from shared.config import Settings
 from shared.groupcommit import GroupedSQLiteRecorder
 from shared.pseudonyms import local_key
-from shared.stores import open_view_store
+from shared.stores import one_statement, open_view_store
 
 _VIEW = "person_key"
 _DESTROYED = "destroyed"
@@ -76,7 +76,7 @@ class _KeyedRecorder:
                 raise KeyRaced(ref)
 
     def read_key(self, ref: str) -> str | None:
-        with self.datastore.transaction(commit=False) as cursor:
+        with one_statement(self.datastore) as cursor:
             cursor.execute(self.sql_select_key, (ref,))
             row = cursor.fetchone()
         return row["wrapped"] if row else None
@@ -95,7 +95,7 @@ class _KeyedRecorder:
             return cursor.fetchone() is not None
 
     def count_keys(self) -> int:
-        with self.datastore.transaction(commit=False) as cursor:
+        with one_statement(self.datastore) as cursor:
             cursor.execute(self.sql_count_keys)
             return int(cursor.fetchone()["n"])
 

@@ -124,6 +124,58 @@ def test_a_throwaway_store_answers_reads_from_what_it_committed_and_only_that(tm
     live.datastore.close()
 
 
+def test_a_read_of_one_statement_is_sent_alone_and_holds_nothing_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A view read, a key read, a log read and a tracking read each send their one statement,
+    without the BEGIN and ROLLBACK eventsourcing wraps reads in: on the threads serving
+    commands each statement more was one more wait for Python's lock (bench/README.md). And
+    the read ends with its statement: a checkpoint from elsewhere can still move every page."""
+    import sqlite3
+
+    import eventsourcing.sqlite
+
+    from services.feedback.application import FeedbackApplication
+
+    sent: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)  # type: ignore[arg-type]
+        conn.set_trace_callback(sent.append)
+        return conn
+
+    monkeypatch.setattr(eventsourcing.sqlite.sqlite3, "connect", traced)
+    settings = Settings(data_dir=tmp_path, store="sqlite")
+    views = open_view_store(settings, "feedback")
+    with views.transaction(Tracking("test:feedback", 7)) as txn:
+        txn.put("topic", "t1", {"title": "议题"})
+        txn.put("topic", "t2", {"title": "另一议题"})
+    app = FeedbackApplication(settings)
+
+    def statements(read: object) -> list[str]:
+        sent.clear()
+        read()  # type: ignore[operator]
+        return [s.split()[0] for s in sent]
+
+    assert statements(lambda: views.get("topic", "t1")) == ["SELECT"]
+    assert statements(lambda: views.list("topic")) == ["SELECT"]
+    assert statements(lambda: views.max_tracking_id("test:feedback")) == ["SELECT"]
+    assert statements(lambda: app.recorder.read_key("nobody")) == ["SELECT"]
+    assert statements(lambda: app.notifications(0)) == ["SELECT"]
+    assert views.get("topic", "t1") == {"title": "议题"} and views.get("topic", "t3") is None
+    assert [d["title"] for d in views.list("topic")] == ["议题", "另一议题"]
+    assert views.max_tracking_id("test:feedback") == 7
+
+    for path in (tmp_path / "feedback-views.sqlite", tmp_path / "feedback-events.sqlite"):
+        assert path.exists()
+        other = connect(path)
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0, f"a read left {path.name} held"
+        other.close()
+    app.close()
+    views.datastore.close()
+
+
 def test_a_throwaway_store_bounds_what_it_remembers_and_still_knows_what_it_never_wrote(tmp_path: Path) -> None:
     """Past ``committed_limit`` documents the oldest are dropped from memory and read from the
     database again; their keys are kept (Bloom filters, a new one twice as large as each fills),
