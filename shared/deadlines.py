@@ -65,7 +65,10 @@ def open_deadlines(views: ViewStore, today: date | None = None) -> list[tuple[st
     those already due before it, the only ones that can be overdue (``overdue``: not before
     the first working day after the due date). The scheduler loads each subject's aggregate
     to let it decide: every open step, every minute, was tens of thousands of loads once
-    tens of thousands of opinions waited for their answers (bench/README.md)."""
-    before = today.isoformat() if today is not None else None
-    return sorted({(d["kind"], d["subject"]) for d in views.list("deadline")
-                   if d["met_on"] is None and d["missed_on"] is None and (before is None or d["due"] < before)})
+    tens of thousands of opinions waited for their answers (bench/README.md); and with
+    ``today`` the store reads only those steps (``open_steps_due_before``), not every one."""
+    if today is not None:
+        steps = views.open_steps_due_before(today.isoformat())
+    else:
+        steps = [d for d in views.list("deadline") if d["met_on"] is None and d["missed_on"] is None]
+    return sorted({(d["kind"], d["subject"]) for d in steps})
