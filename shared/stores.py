@@ -10,14 +10,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
-
-import sqlite3
 
 import orjson
 import psycopg
