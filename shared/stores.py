@@ -338,8 +338,6 @@ class ViewStoreMixin:
     #: SQLite's planner, without statistics, prefers the primary key's (view, …) to the
     #: partial index; told, it fails loudly should the index ever not fit the query.
     open_steps_hint = " INDEXED BY view_documents_open_steps"
-    #: Whether this object made sure of the index ``open_steps_due_before`` reads.
-    _open_steps_indexed = False
 
     def _doc_sql(self, t: str = "view_documents", key: str = "TEXT") -> None:
         p = self.param
@@ -569,18 +567,15 @@ class ViewStoreMixin:
         """``deadline`` documents neither met nor missed whose ``due`` (an ISO date) is before
         ``before``: what the deadline scheduler asks for once a minute.
 
-        Read through a partial index of the open steps by due date, made by the first call
-        (over the documents already there, when a store made by an earlier release is
-        upgraded), so the read is a range of the steps that can be overdue, however many
-        steps were opened and closed before. Listing the view read every step ever opened:
-        two documents an opinion, a million opinions two million documents a minute. Only
-        the live views the scheduler reads carry the index; a rebuild's store does not.
+        Read through a partial index of the open steps by due date, made with the store's
+        tables when it is opened (over the documents already there, when a store made by an
+        earlier release is upgraded; before any follower writes: made while they wrote, on
+        PostgreSQL, it held their transactions up), so the read is a range of the steps that
+        can be overdue, however many steps were opened and closed before. Listing the view
+        read every step ever opened: two documents an opinion, a million opinions two
+        million documents a minute. A rebuild's store does without the index.
         """
         self.drain()
-        if not self._open_steps_indexed:
-            with self.datastore.transaction(commit=True) as cursor:
-                cursor.execute(self.sql_index_open_steps)
-            self._open_steps_indexed = True
         with one_statement(self.datastore) as cursor:
             cursor.execute(self.sql_open_steps_due_before, (before,))
             return [self._doc(row) for row in cursor.fetchall()]
@@ -645,7 +640,9 @@ class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
         cursor.execute(self.sql_put_json, (orjson.dumps(puts).decode(),))
 
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), self.sql_create_documents]
+        # A throwaway store (its pragmas set) has no scheduler to read the open steps.
+        index = [self.sql_index_open_steps] if _pragmas.get() is None else []
+        return [*super().construct_create_table_statements(), self.sql_create_documents, *index]
 
 
 class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
@@ -671,6 +668,7 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
         # uses an index only with the pattern operator class (without it every prefix read
         # scanned the view). A store of C keys does without this second index on every write.
         self._sql_collation = self._key_collation(table)
+        self.sql_create_statements.append(SQL(self.sql_index_open_steps))  # type: ignore[arg-type]
         self.sql_create_statements.append(SQL(  # type: ignore[arg-type]
             f"DO $$ BEGIN IF ({self._sql_collation}) NOT IN ('C', 'POSIX') THEN "
             f"CREATE INDEX IF NOT EXISTS view_documents_prefix ON {table} (view, key text_pattern_ops); "
@@ -700,6 +698,8 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
         server spent more of the machine than its Python did, much of it on the log."""
         schema = self.datastore.schema
         with self.datastore.transaction(commit=True) as cursor:
+            # No scheduler reads a throwaway store's open steps: no index to keep up either.
+            cursor.execute(SQL(f'DROP INDEX IF EXISTS "{schema}".view_documents_open_steps'))  # type: ignore[arg-type]
             for table in ("view_documents", self.tracking_table_name):
                 cursor.execute(SQL(f'ALTER TABLE "{schema}"."{table}" SET UNLOGGED'))  # type: ignore[arg-type]
 

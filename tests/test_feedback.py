@@ -402,8 +402,8 @@ def test_the_scheduler_loads_only_subjects_with_a_step_already_due(settings: Set
     """Each subject the scheduler gets is loaded from the store for its aggregate to decide;
     one whose steps fall due today or later cannot be overdue (not before the first working
     day after the due date), so it is not asked for, however many wait for an answer. The
-    store reads those steps through an index of the open ones by due date, made over the
-    documents already there (a store an earlier release wrote), not by reading every step."""
+    store reads those steps through an index of the open ones by due date, not by reading
+    every step; a store an earlier release wrote gets the index when it is opened."""
     from shared.deadlines import close_deadline, open_deadlines, put_deadline
 
     views = open_view_store(settings, "feedback")
@@ -425,6 +425,14 @@ def test_the_scheduler_loads_only_subjects_with_a_step_already_due(settings: Set
             close_deadline(txn, SimpleNamespace(subject="a", name="OpinionAnswered"), "answer", met_on="2026-09-24")
             put_deadline(txn, "opinion", "e", "answer", {"due": "2026-09-20", "from": "2026-09-10",
                                                          "provisional": False, "round": 2}, "县民政局", None)
+        assert open_deadlines(views, date(2026, 9, 25)) == [("opinion", "e"), ("opinion", "f")]
+
+        # A store an earlier release made has no such index: opening it makes one over what is there.
+        with views.datastore.transaction(commit=True) as cursor:
+            schema = f'"{views.datastore.schema}".' if settings.postgres else ""
+            cursor.execute(f"DROP INDEX {schema}view_documents_open_steps")
+        views.datastore.close()
+        views = open_view_store(settings, "feedback")
         assert open_deadlines(views, date(2026, 9, 25)) == [("opinion", "e"), ("opinion", "f")]
 
         with views.datastore.transaction(commit=False) as cursor:
