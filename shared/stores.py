@@ -563,6 +563,11 @@ class ViewStoreMixin:
         with one_statement(self.datastore) as cursor:
             return ViewReader(self, cursor).list(view, prefix)
 
+    def _open_steps_index(self) -> list[str]:
+        """The DDL of ``open_steps_due_before``'s index, for a store being made; none for one
+        made to be thrown away (``open_view_store(durable=False)``): no scheduler reads it."""
+        return [self.sql_index_open_steps] if _pragmas.get() is None else []
+
     def open_steps_due_before(self, before: str) -> list[dict[str, Any]]:
         """``deadline`` documents neither met nor missed whose ``due`` (an ISO date) is before
         ``before``: what the deadline scheduler asks for once a minute.
@@ -640,9 +645,7 @@ class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
         cursor.execute(self.sql_put_json, (orjson.dumps(puts).decode(),))
 
     def construct_create_table_statements(self) -> list[str]:
-        # A throwaway store (its pragmas set) has no scheduler to read the open steps.
-        index = [self.sql_index_open_steps] if _pragmas.get() is None else []
-        return [*super().construct_create_table_statements(), self.sql_create_documents, *index]
+        return [*super().construct_create_table_statements(), self.sql_create_documents, *self._open_steps_index()]
 
 
 class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
@@ -668,7 +671,7 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
         # uses an index only with the pattern operator class (without it every prefix read
         # scanned the view). A store of C keys does without this second index on every write.
         self._sql_collation = self._key_collation(table)
-        self.sql_create_statements.append(SQL(self.sql_index_open_steps))  # type: ignore[arg-type]
+        self.sql_create_statements += [SQL(sql) for sql in self._open_steps_index()]  # type: ignore[arg-type]
         self.sql_create_statements.append(SQL(  # type: ignore[arg-type]
             f"DO $$ BEGIN IF ({self._sql_collation}) NOT IN ('C', 'POSIX') THEN "
             f"CREATE INDEX IF NOT EXISTS view_documents_prefix ON {table} (view, key text_pattern_ops); "
@@ -698,8 +701,6 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
         server spent more of the machine than its Python did, much of it on the log."""
         schema = self.datastore.schema
         with self.datastore.transaction(commit=True) as cursor:
-            # No scheduler reads a throwaway store's open steps: no index to keep up either.
-            cursor.execute(SQL(f'DROP INDEX IF EXISTS "{schema}".view_documents_open_steps'))  # type: ignore[arg-type]
             for table in ("view_documents", self.tracking_table_name):
                 cursor.execute(SQL(f'ALTER TABLE "{schema}"."{table}" SET UNLOGGED'))  # type: ignore[arg-type]
 
@@ -748,7 +749,8 @@ def open_view_store(settings: Settings, service: str, label: str = "views",
 #: the store would be anyway.
 _THROWAWAY = "journal_mode = MEMORY;synchronous = OFF"
 
-#: The pragmas a SQLite view store being made gets; None: SQLite's own (WAL, FULL).
+#: The pragmas a SQLite view store being made gets; None: SQLite's own (WAL, FULL), and a
+#: durable store of either database (``_open_steps_index``).
 _pragmas: ContextVar[str | None] = ContextVar("sqlite_pragmas", default=None)
 
 
