@@ -6,17 +6,28 @@ spent queued behind other requests' commits. Here the first save to reach the wr
 commits every save queued behind it in the same transaction (one wait for the disk),
 each in a savepoint of its own, so a save that fails (a version taken meanwhile, a
 person's key raced) is undone alone and raises its own error; the others are committed.
-A save that arrives alone is committed alone, as eventsourcing commits it.
+A save that arrives alone is committed alone.
+
+The transaction is written on the pooled connection's own sqlite3 handle: eventsourcing's
+cursor and transaction wrappers cost a fifth of a lone save's time (about 30 µs against
+the 150-200 µs of its statements and commit). It begins ``IMMEDIATE``: the write lock is
+taken, or waited for, before the first statement, so a save whose first statement reads
+(a returning person's key checked) is never refused halfway for a write that another
+connection made meanwhile, as a deferred transaction is.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import (
+    DatabaseError, DataError, IntegrityError, InterfaceError, InternalError, OperationalError, PersistenceError,
+    StoredEvent,
+)
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 #: Saves committed in one transaction at most: a bound on how long the first one waits.
@@ -57,11 +68,11 @@ class GroupedSQLiteRecorder(SQLiteApplicationRecorder):
 
     def _commit(self, group: list[_Save]) -> None:
         try:
-            if len(group) == 1:
-                [save] = group
-                save.ids = super().insert_events(save.events, **save.kwargs)
-                return
-            with self.datastore.transaction(commit=True) as cursor:
+            with self._transaction() as cursor:
+                if len(group) == 1:  # alone: its error is the transaction's
+                    [save] = group
+                    save.ids = self._insert_events(cursor, save.events, **save.kwargs)
+                    return
                 for save in group:
                     cursor.execute("SAVEPOINT save")
                     try:
@@ -84,7 +95,39 @@ class GroupedSQLiteRecorder(SQLiteApplicationRecorder):
             for save in group:
                 save.done = True
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        """A write transaction on the pool's writer connection, sqlite3's errors raised as
+        eventsourcing's (a version taken meanwhile is its ``IntegrityError``)."""
+        conn = self.datastore.pool.get_connection(is_writer=True)
+        try:
+            db: sqlite3.Connection = conn._sqlite_conn  # noqa: SLF001 - the connection eventsourcing made
+            cursor = db.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cursor
+                except BaseException:
+                    db.rollback()
+                    raise
+                db.commit()
+            except sqlite3.Error as error:
+                raise _as_persistence_error(error) from error
+            finally:
+                cursor.close()
+        finally:
+            self.datastore.pool.put_connection(conn)
 
-#: ``ServiceApplication.recorders`` of every service: eventsourcing's own on PostgreSQL.
-RECORDERS = {"sqlite": f"{__name__}:GroupedSQLiteRecorder",
-             "postgres": "eventsourcing.postgres:PostgresApplicationRecorder"}
+
+def _as_persistence_error(error: sqlite3.Error) -> PersistenceError:
+    """sqlite3's error as eventsourcing raises it (its transactions map them the same way)."""
+    for kind, ours in ((sqlite3.IntegrityError, IntegrityError), (sqlite3.OperationalError, OperationalError),
+                       (sqlite3.InterfaceError, InterfaceError), (sqlite3.DataError, DataError),
+                       (sqlite3.InternalError, InternalError), (sqlite3.DatabaseError, DatabaseError)):
+        if isinstance(error, kind):
+            return ours(error)
+    return PersistenceError(error)
+
+
+#: ``ServiceApplication.recorders`` of every service: one round trip per save on PostgreSQL.
+RECORDERS = {"sqlite": f"{__name__}:GroupedSQLiteRecorder", "postgres": "shared.onetrip:OneTripPostgresRecorder"}

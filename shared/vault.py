@@ -28,13 +28,12 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.utils import retry
+from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL
 
 from shared.config import Settings
 from shared.groupcommit import GroupedSQLiteRecorder
+from shared.onetrip import OneTripPostgresRecorder
 from shared.pseudonyms import local_key
 from shared.stores import one_statement, open_view_store
 
@@ -123,57 +122,21 @@ class KeyedSQLiteRecorder(_KeyedRecorder, GroupedSQLiteRecorder):
         cursor.execute("PRAGMA secure_delete = ON")
 
 
-class KeyedPostgresRecorder(_KeyedRecorder, PostgresApplicationRecorder):
-    """PostgreSQL event store with ``person_keys`` beside the events (same schema)."""
+class KeyedPostgresRecorder(_KeyedRecorder, OneTripPostgresRecorder):
+    """PostgreSQL event store with ``person_keys`` beside the events (same schema): each save
+    writes or checks its keys in the one statement that stores its events
+    (``shared.onetrip``), so a key that is not the person's (``KeyRaced``) stores nothing."""
 
     param = "%s"
 
     def __init__(self, datastore: Any, **kwargs: Any):
-        super().__init__(datastore, **kwargs)
-        if datastore.enable_db_functions:
-            raise ValueError("POSTGRES_ENABLE_DB_FUNCTIONS bypasses the transaction person keys are written in")
         self.keys_table = f'"{datastore.schema}".{_KEYS_TABLE}'
         self._keys_sql()
-        self.sql_create_statements.append(SQL(self.sql_create_keys))  # type: ignore[arg-type]
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements.insert(-1, SQL(self.sql_create_keys))  # type: ignore[arg-type]  # before the function
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def insert_events(self, stored_events: Sequence[StoredEvent], *,
-                      person_keys: Sequence[tuple[str, str, bool]] = (), **kwargs: Any) -> Sequence[int] | None:
-        """eventsourcing's own ``insert_events``, with the keys' statements sent in the same
-        pipeline as the events and their answers read after its one sync.
-
-        Reading a key's answer before sending the events (``_insert_keys``) cost a round
-        trip of its own on every command that seals a person. A key that is not the
-        person's (``KeyRaced``) is raised inside the transaction, so nothing is committed.
-        """
-        if not person_keys or not stored_events or self.datastore.enable_db_functions:
-            return super().insert_events(stored_events, **kwargs)
-        error: Exception | None = None
-        ids: Sequence[int] | None = None
-        raced: str | None = None
-        with self.datastore.get_connection() as conn:
-            with conn.pipeline() as pipeline, conn.transaction():
-                checks = [(ref, conn.cursor()) for ref, _, _ in person_keys]
-                try:
-                    for (_, cursor), (ref, wrapped, new) in zip(checks, person_keys, strict=True):
-                        cursor.execute(self.sql_insert_key if new else self.sql_check_key, (ref, wrapped))
-                    with conn.cursor() as curs:
-                        try:
-                            self._insert_stored_events(curs, stored_events, **kwargs)
-                            pipeline.sync()  # keys, lock, events: one round trip
-                            raced = next((ref for ref, cursor in checks if cursor.fetchone() is None), None)
-                            if raced is None:
-                                ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-                        except Exception as e:  # noqa: BLE001 - as eventsourcing: raised after the pipeline
-                            error, raced = e, None
-                    if raced is not None:
-                        raise KeyRaced(raced)  # inside the transaction: it rolls back
-                finally:
-                    for _, cursor in checks:
-                        cursor.close()
-            if error is not None:
-                raise error
-        return ids
+    def key_raced(self, ref: str) -> Exception:
+        return KeyRaced(ref)
 
 
 #: ``ServiceApplication.recorders`` for a service whose events carry sealed persons.

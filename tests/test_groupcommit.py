@@ -25,14 +25,13 @@ def test_queued_saves_share_one_commit_and_a_conflict_fails_only_its_own(tmp_pat
         stale.screen("accepted", None, "县政府办")
         fresh.screen("rejected", "不属于协商范围", "县政府办")
         commits = []
-        transaction = recorder.datastore.transaction
+        transaction = recorder._transaction
 
-        def counted(*, commit: bool) -> Any:
-            if commit:
-                commits.append(1)
-            return transaction(commit=commit)
+        def counted() -> Any:
+            commits.append(1)
+            return transaction()
 
-        recorder.datastore.transaction = counted
+        recorder._transaction = counted
         outcomes: dict[str, Any] = {}
 
         def save(name: str, aggregate: Any) -> None:

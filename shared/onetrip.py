@@ -1,0 +1,105 @@
+"""One round trip per save on PostgreSQL.
+
+eventsourcing's PostgreSQL recorder sends a save as a pipeline: ``BEGIN``, ``SET LOCAL
+lock_timeout``, ``LOCK TABLE``, ``NOTIFY``, the ``INSERT``, a sync, then ``COMMIT``. That is
+two round trips, each statement composed, converted and flushed on its own, with the table
+lock held across the second round trip: a save of one opinion cost about 930 µs, where its
+statements alone, sent by hand, cost about 530 µs.
+
+Here a save is one call of a function the store defines (``consult_append_events``), made
+outside any transaction, so the server runs it as one: a person's keys written or checked
+(``shared.vault``), the table locked as eventsourcing locks it (so that notification ids
+are committed in the order they are issued, and no reader passes over a gap that is filled
+later), the events inserted, committed. One statement, prepared once per connection; one
+round trip; the table lock held only while the server works.
+
+No ``NOTIFY``: nothing here listens (followers are woken in process, and poll across
+processes), and ``NOTIFY`` takes a lock at commit that every notifying database writer waits
+for. eventsourcing's own database function (``POSTGRES_ENABLE_DB_FUNCTIONS``) skips the lock
+and the keys, so it stays off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier, Literal
+
+#: The SQLSTATE the function raises when a person's key is not the one sealed with.
+KEY_RACED = "CK001"
+
+_FUNCTION = "consult_append_events"
+
+
+class OneTripPostgresRecorder(PostgresApplicationRecorder):
+    """eventsourcing's PostgreSQL application recorder, each save one function call."""
+
+    #: The table of person keys this store's saves write and check (``shared.vault``), if any.
+    keys_table: str | None = None
+
+    def __init__(self, datastore: Any, **kwargs: Any):
+        super().__init__(datastore, **kwargs)
+        if datastore.enable_db_functions:
+            raise ValueError("POSTGRES_ENABLE_DB_FUNCTIONS bypasses the table lock and the person keys")
+        schema = Identifier(datastore.schema)
+        self.sql_create_statements.append(self._append_function(schema))
+        self.sql_append = SQL(
+            "SELECT * FROM {schema}.{function}(%b::text[], %b::text[], %b::boolean[], %b::{id_type}[], "
+            "%b::bigint[], %b::text[], %b::bytea[], %b::text)").format(
+                schema=schema, function=Identifier(_FUNCTION), id_type=SQL(datastore.originator_id_type),
+        ).as_string(None).encode()
+
+    def _append_function(self, schema: Identifier) -> SQL:
+        keys = "" if self.keys_table is None else """
+    FOR i IN 1 .. coalesce(array_length(key_refs, 1), 0) LOOP
+        IF key_new[i] THEN
+            INSERT INTO {keys} (ref, wrapped) VALUES (key_refs[i], key_wrapped[i]) ON CONFLICT (ref) DO NOTHING;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = {raced}, MESSAGE = key_refs[i];
+            END IF;
+        ELSIF NOT EXISTS (SELECT 1 FROM {keys} WHERE ref = key_refs[i] AND wrapped = key_wrapped[i]) THEN
+            RAISE EXCEPTION USING ERRCODE = {raced}, MESSAGE = key_refs[i];
+        END IF;
+    END LOOP;"""
+        return SQL("""CREATE OR REPLACE FUNCTION {schema}.{function}(
+    key_refs text[], key_wrapped text[], key_new boolean[],
+    ids {id_type}[], versions bigint[], topics text[], states bytea[], lock_timeout text)
+RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
+BEGIN""" + keys + """
+    PERFORM set_config('lock_timeout', lock_timeout, true);
+    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;
+    RETURN QUERY INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)
+        SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id;
+END
+$body$""").format(schema=schema, function=Identifier(_FUNCTION), table=Identifier(self.events_table_name),
+                  id_type=SQL(self.datastore.originator_id_type), raced=Literal(KEY_RACED),
+                  keys=SQL(self.keys_table or ""))
+
+    def key_raced(self, ref: str) -> Exception:
+        """The error a save raises when ``ref``'s key was not the one its data was sealed with."""
+        return LookupError(f"no key of {ref} to check")  # a store without keys never checks one
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], *,
+                      person_keys: Sequence[tuple[str, str, bool]] = (), **kwargs: Any) -> Sequence[int] | None:
+        if not stored_events and not person_keys:
+            return []
+        params = ([ref for ref, _, _ in person_keys], [wrapped for _, wrapped, _ in person_keys],
+                  [new for _, _, new in person_keys],
+                  [e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
+                  [e.topic for e in stored_events], [e.state for e in stored_events],
+                  f"{self.datastore.lock_timeout}s")
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+            try:
+                cursor.execute(self.sql_append, params, prepare=True)
+            except psycopg.Error as error:
+                if error.sqlstate == KEY_RACED:  # raised inside the statement: nothing was stored
+                    raise self.key_raced(error.diag.message_primary or "") from None
+                raise
+            return [row[0] for row in cursor.fetchall()]
