@@ -35,6 +35,9 @@ from psycopg.sql import SQL, Identifier, Literal
 KEY_RACED = "CK001"
 
 _FUNCTION = "consult_append_events"
+#: The same for the usual save, one event and at most one key, given as plain values: psycopg
+#: takes about 40 µs to encode the arrays of one save, against 5 µs for its values.
+_ONE = "consult_append_event"
 
 
 class OneTripPostgresRecorder(PostgresApplicationRecorder):
@@ -48,56 +51,80 @@ class OneTripPostgresRecorder(PostgresApplicationRecorder):
         if datastore.enable_db_functions:
             raise ValueError("POSTGRES_ENABLE_DB_FUNCTIONS bypasses the table lock and the person keys")
         schema = Identifier(datastore.schema)
-        self.sql_create_statements.append(self._append_function(schema))
+        self.sql_create_statements += [self._append_function(schema), self._append_one_function(schema)]
+        id_type = SQL(datastore.originator_id_type)
         self.sql_append = SQL(
             "SELECT * FROM {schema}.{function}(%b::text[], %b::text[], %b::boolean[], %b::{id_type}[], "
             "%b::bigint[], %b::text[], %b::bytea[], %b::text)").format(
-                schema=schema, function=Identifier(_FUNCTION), id_type=SQL(datastore.originator_id_type),
-        ).as_string(None).encode()
+                schema=schema, function=Identifier(_FUNCTION), id_type=id_type).as_string(None).encode()
+        self.sql_append_one = SQL(
+            "SELECT * FROM {schema}.{function}(%b::text, %b::text, %b::boolean, %b::{id_type}, "
+            "%b::bigint, %b::text, %b::bytea, %b::text)").format(
+                schema=schema, function=Identifier(_ONE), id_type=id_type).as_string(None).encode()
 
     def _append_function(self, schema: Identifier) -> SQL:
-        keys = "" if self.keys_table is None else """
-    FOR i IN 1 .. coalesce(array_length(key_refs, 1), 0) LOOP
-        IF key_new[i] THEN
-            INSERT INTO {keys} (ref, wrapped) VALUES (key_refs[i], key_wrapped[i]) ON CONFLICT (ref) DO NOTHING;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION USING ERRCODE = {raced}, MESSAGE = key_refs[i];
-            END IF;
-        ELSIF NOT EXISTS (SELECT 1 FROM {keys} WHERE ref = key_refs[i] AND wrapped = key_wrapped[i]) THEN
-            RAISE EXCEPTION USING ERRCODE = {raced}, MESSAGE = key_refs[i];
-        END IF;
-    END LOOP;"""
-        return SQL("""CREATE OR REPLACE FUNCTION {schema}.{function}(
+        return self._function(schema, _FUNCTION, """
     key_refs text[], key_wrapped text[], key_new boolean[],
-    ids {id_type}[], versions bigint[], topics text[], states bytea[], lock_timeout text)
-RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
-BEGIN""" + keys + """
-    PERFORM set_config('lock_timeout', lock_timeout, true);
-    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;
+    ids {id_type}[], versions bigint[], topics text[], states bytea[], lock_timeout text)""", """
+    FOR i IN 1 .. coalesce(array_length(key_refs, 1), 0) LOOP""" + self._key_check(
+            "key_refs[i]", "key_wrapped[i]", "key_new[i]") + """
+    END LOOP;""", """
     RETURN QUERY INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)
-        SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id;
+        SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id;""")
+
+    def _append_one_function(self, schema: Identifier) -> SQL:
+        return self._function(schema, _ONE, """
+    key_ref text, key_wrapped text, key_new boolean,
+    id {id_type}, version bigint, topic text, state bytea, lock_timeout text)""", """
+    IF key_ref IS NOT NULL THEN""" + self._key_check("key_ref", "key_wrapped", "key_new") + """
+    END IF;""", """
+    RETURN QUERY INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)
+        VALUES (id, version, topic, state) RETURNING notification_id;""")
+
+    def _key_check(self, ref: str, wrapped: str, new: str) -> str:
+        """A person's key written (``new``) or checked, or the save refused (``KEY_RACED``)."""
+        return f"""
+        IF {new} THEN
+            INSERT INTO {{keys}} (ref, wrapped) VALUES ({ref}, {wrapped}) ON CONFLICT (ref) DO NOTHING;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = {{raced}}, MESSAGE = {ref};
+            END IF;
+        ELSIF NOT EXISTS (SELECT 1 FROM {{keys}} WHERE ref = {ref} AND wrapped = {wrapped}) THEN
+            RAISE EXCEPTION USING ERRCODE = {{raced}}, MESSAGE = {ref};
+        END IF;"""
+
+    def _function(self, schema: Identifier, name: str, arguments: str, keys: str, insert: str) -> SQL:
+        """The store's function ``name``: keys (on a store that has them), lock, insert."""
+        return SQL("CREATE OR REPLACE FUNCTION {schema}.{function}(" + arguments + """
+RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
+BEGIN""" + (keys if self.keys_table else "") + """
+    PERFORM set_config('lock_timeout', lock_timeout, true);
+    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;""" + insert + """
 END
-$body$""").format(schema=schema, function=Identifier(_FUNCTION), table=Identifier(self.events_table_name),
+$body$""").format(schema=schema, function=Identifier(name), table=Identifier(self.events_table_name),
                   id_type=SQL(self.datastore.originator_id_type), raced=Literal(KEY_RACED),
                   keys=SQL(self.keys_table or ""))
-
-    def key_raced(self, ref: str) -> Exception:
-        """The error a save raises when ``ref``'s key was not the one its data was sealed with."""
-        return LookupError(f"no key of {ref} to check")  # a store without keys never checks one
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], *,
                       person_keys: Sequence[tuple[str, str, bool]] = (), **kwargs: Any) -> Sequence[int] | None:
         if not stored_events and not person_keys:
             return []
-        params = ([ref for ref, _, _ in person_keys], [wrapped for _, wrapped, _ in person_keys],
-                  [new for _, _, new in person_keys],
-                  [e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
-                  [e.topic for e in stored_events], [e.state for e in stored_events],
-                  f"{self.datastore.lock_timeout}s")
+        lock_timeout = f"{self.datastore.lock_timeout}s"
+        if len(stored_events) == 1 and len(person_keys) <= 1:
+            [e] = stored_events
+            ref, wrapped, new = person_keys[0] if person_keys else (None, None, None)
+            sql, params = self.sql_append_one, (ref, wrapped, new, e.originator_id, e.originator_version,
+                                                e.topic, e.state, lock_timeout)
+        else:
+            sql, params = self.sql_append, (
+                [ref for ref, _, _ in person_keys], [wrapped for _, wrapped, _ in person_keys],
+                [new for _, _, new in person_keys], [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events], [e.topic for e in stored_events],
+                [e.state for e in stored_events], lock_timeout)
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
             try:
-                cursor.execute(self.sql_append, params, prepare=True)
+                cursor.execute(sql, params, prepare=True)
             except psycopg.Error as error:
                 if error.sqlstate == KEY_RACED:  # raised inside the statement: nothing was stored
                     raise self.key_raced(error.diag.message_primary or "") from None
