@@ -10,7 +10,6 @@ Every node of one deployment must share the key, or their references differ.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
@@ -36,8 +35,8 @@ class Pseudonyms:
 
     def ref(self, kind: str, name: str) -> str:
         """A reference for ``name`` within ``kind`` (participant, author, ...): 32 hex digits."""
-        digest = hmac.new(self._key, f"{kind}:{name.strip()}".encode(), hashlib.sha256)
-        return digest.hexdigest()[:32]
+        # hmac.digest: the one-shot C path, a fifth of what an ``hmac.new`` object costs.
+        return hmac.digest(self._key, f"{kind}:{name.strip()}".encode(), "sha256").hex()[:32]
 
     def person(self, person: dict[str, Any]) -> str:
         """One reference per person: by ID number, else phone, else name.

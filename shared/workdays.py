@@ -85,6 +85,9 @@ class WorkingCalendar:
     #: its whole table (min and max over every holiday) on every call, which made deadline
     #: arithmetic the largest cost of recording an opinion (bench/README.md).
     _days: dict[date, tuple[bool, bool]] = field(default_factory=dict, repr=False)
+    #: Answers of ``add_working_days`` already given: every opinion of a day asks the same
+    #: question (today plus the answer period), a walk of some twenty days each time.
+    _added: dict[tuple[date, int], Deadline] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, directory: Path | None = None) -> WorkingCalendar:
@@ -101,6 +104,7 @@ class WorkingCalendar:
         self._known.pop(schedule.year, None)
         self._totals.pop(schedule.year, None)
         self._days = {d: v for d, v in self._days.items() if d.year != schedule.year}
+        self._added.clear()
 
     def has_official_data(self, year: int) -> bool:
         if year in self.extra:
@@ -172,6 +176,9 @@ class WorkingCalendar:
 
     def add_working_days(self, start: date, days: int) -> Deadline:
         """The ``days``-th working day after ``start`` (before it, for negative ``days``)."""
+        known = self._added.get((start, days))
+        if known is not None:
+            return known
         if abs(days) > MAX_WORKING_DAYS:
             raise ValueError(f"{days} working days is beyond what any rule counts")
         _within_bounds(start)
@@ -184,7 +191,10 @@ class WorkingCalendar:
             if not official:
                 missing.add(day.year)
             left -= working
-        return Deadline(day, bool(missing), tuple(sorted(missing)))
+        if len(self._added) > 10_000:
+            self._added.clear()
+        answer = self._added[(start, days)] = Deadline(day, bool(missing), tuple(sorted(missing)))
+        return answer
 
     def latest_notice_day(self, session: date, days: int) -> Deadline:
         """The last day a notice can be served and still leave ``days`` working days before ``session``."""
