@@ -31,6 +31,8 @@ from eventsourcing.utils import retry
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
+from shared.stores import one_maker_at_a_time
+
 #: The SQLSTATE the function raises when a person's key is not the one sealed with.
 KEY_RACED = "CK001"
 
@@ -61,6 +63,10 @@ class OneTripPostgresRecorder(PostgresApplicationRecorder):
             "SELECT * FROM {schema}.{function}(%b::text, %b::text, %b::boolean, %b::{id_type}, "
             "%b::bigint, %b::text, %b::bytea, %b::text)").format(
                 schema=schema, function=Identifier(_ONE), id_type=id_type).as_string(None).encode()
+
+    def create_table(self) -> None:
+        with one_maker_at_a_time(self.datastore):  # replicas starting together
+            super().create_table()
 
     def _append_function(self, schema: Identifier) -> SQL:
         return self._function(schema, _FUNCTION, """

@@ -71,8 +71,31 @@ def drop_schemas(settings: Settings, prefix: str) -> None:
 
 def _ensure_schema(settings: Settings, schema: str) -> None:
     # eventsourcing creates tables, not schemas.
-    with admin_connection(settings) as conn:
+    with admin_connection(settings) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_MAKER + schema,))
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
+_MAKER = "consult-schema:"
+
+
+@contextmanager
+def one_maker_at_a_time(datastore: Any) -> Iterator[None]:
+    """Make a PostgreSQL store's schema objects while no other process makes them.
+
+    ``IF NOT EXISTS`` does not hold when two sessions make the same object at once: replicas
+    of a service starting together on a new database failed on the catalog's unique
+    indexes (``pg_namespace``, ``pg_type``, ``pg_proc``), all but one of them. A session
+    lock on the schema's name, held while eventsourcing makes the types, tables and
+    functions (each in a transaction of its own), lets one process make them and the
+    others find them made.
+    """
+    with datastore.get_connection() as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (_MAKER + datastore.schema,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_MAKER + datastore.schema,))
 
 
 def store_env(settings: Settings, service: str, label: str = "", pool_size: int | None = None) -> dict[str, str]:
@@ -690,7 +713,8 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
                 "AND a.attname = 'key'")
 
     def create_table(self) -> None:
-        super().create_table()
+        with one_maker_at_a_time(self.datastore):
+            super().create_table()
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(SQL(self._sql_collation))  # type: ignore[arg-type]
             self.prefix_is_range = cursor.fetchone()["collation"] in ("C", "POSIX")
