@@ -107,10 +107,10 @@ class GroupedSQLiteRecorder(SQLiteApplicationRecorder):
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
                     yield cursor
+                    db.commit()
                 except BaseException:
-                    db.rollback()
+                    db.rollback()  # a commit that failed leaves its transaction open otherwise
                     raise
-                db.commit()
             except sqlite3.Error as error:
                 raise _as_persistence_error(error) from error
             finally:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import RecordConflictError
+from eventsourcing.persistence import OperationalError, RecordConflictError
 
 from services.catalog.application import CatalogApplication
 from services.catalog.domain import Topic
@@ -82,5 +83,41 @@ def test_a_save_alone_is_committed_as_before(tmp_path: Path) -> None:
         except RecordConflictError:
             pass
         assert app.max_position() == 2 and not app.recorder._queue  # type: ignore[attr-defined]
+    finally:
+        app.close()
+
+
+class _FailingCommit:
+    """The pooled connection's sqlite3 handle, whose next commit fails (a full disk, say)."""
+
+    def __init__(self, db: Any):
+        self._db, self.failures = db, 1
+
+    def commit(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        self._db.commit()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_commit_that_fails_stores_nothing_and_leaves_no_transaction_open(tmp_path: Path) -> None:
+    app = CatalogApplication(Settings(data_dir=tmp_path, store="sqlite"))
+    try:
+        app.propose_topic(title="议题0", **TOPIC)
+        pool = app.recorder.datastore.pool  # type: ignore[attr-defined]
+        conn = pool.get_connection(is_writer=True)
+        pool.put_connection(conn)  # the writer's connection: the next save takes it again
+        failing = conn._sqlite_conn = _FailingCommit(conn._sqlite_conn)
+        try:
+            app.propose_topic(title="议题1", **TOPIC)
+            raise AssertionError("the save must fail with its commit")
+        except OperationalError:
+            pass
+        assert failing.failures == 0 and app.max_position() == 1
+        app.propose_topic(title="议题2", **TOPIC)  # not "cannot start a transaction within a transaction"
+        assert app.max_position() == 2
     finally:
         app.close()
