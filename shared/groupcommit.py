@@ -30,6 +30,8 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
+from shared.stores import roll_back_failed_commits
+
 #: Saves committed in one transaction at most: a bound on how long the first one waits.
 GROUP_LIMIT = 64
 
@@ -47,8 +49,9 @@ class _Save:
 class GroupedSQLiteRecorder(SQLiteApplicationRecorder):
     """eventsourcing's SQLite application recorder, committing concurrent saves together."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, datastore: Any, *args: Any, **kwargs: Any):
+        roll_back_failed_commits(datastore)  # the store's other writes (keys erased, adopted)
+        super().__init__(datastore, *args, **kwargs)
         self._queue: list[_Save] = []
         self._queue_lock = threading.Lock()
         self._leader = threading.Lock()

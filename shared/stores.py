@@ -24,7 +24,7 @@ import rbloom
 from eventsourcing.persistence import (InfrastructureFactory, IntegrityError, InterfaceError, OperationalError,
                                        Tracking)
 from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+from eventsourcing.sqlite import SQLiteConnection, SQLiteDatastore, SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL
 
@@ -149,6 +149,36 @@ def one_statement(datastore: Any) -> Iterator[Any]:
         return
     with datastore.get_connection() as conn, conn.cursor() as cursor:  # autocommit connections
         yield cursor
+
+
+class _SQLiteConnection(SQLiteConnection):
+    """eventsourcing's SQLite connection, rolled back when its commit fails.
+
+    sqlite3 leaves the transaction open when ``COMMIT`` itself fails (a full disk, an I/O
+    error). The connection went back to its pool in that state, and every later transaction
+    on it was refused ("cannot start a transaction within a transaction") until the process
+    restarted, long after the disk had room again.
+    """
+
+    def commit(self) -> None:
+        try:
+            self._sqlite_conn.commit()
+        except BaseException:
+            self._sqlite_conn.rollback()
+            raise
+
+
+def roll_back_failed_commits(datastore: SQLiteDatastore) -> None:
+    """Every connection ``datastore``'s pool makes from now on rolls back a failed commit."""
+    pool = datastore.pool
+    make = pool._create_connection  # noqa: SLF001 - eventsourcing makes its connections here
+
+    def create_connection() -> SQLiteConnection:
+        connection = make()
+        connection.__class__ = _SQLiteConnection
+        return connection
+
+    pool._create_connection = create_connection  # noqa: SLF001
 
 
 class Duplicate(Exception):
@@ -643,6 +673,7 @@ class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
 
     def __init__(self, datastore: Any, **kwargs: Any):
         self._doc_sql()  # the base constructor asks for the DDL
+        roll_back_failed_commits(datastore)
         # A store made to be thrown away (``open_view_store``): every connection of its pool,
         # made from now on (before any is: the tables are created after this), keeps its
         # journal in memory and does not wait for the disk. Others keep WAL and FULL.

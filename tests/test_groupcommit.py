@@ -13,6 +13,7 @@ from eventsourcing.persistence import OperationalError, RecordConflictError
 from services.catalog.application import CatalogApplication
 from services.catalog.domain import Topic
 from shared.config import Settings
+from shared.stores import open_view_store
 
 TOPIC = {"source": "npc", "proposer": "县人大常委会", "content_type": "livelihood", "description": "说明"}
 
@@ -121,3 +122,28 @@ def test_a_commit_that_fails_stores_nothing_and_leaves_no_transaction_open(tmp_p
         assert app.max_position() == 2
     finally:
         app.close()
+
+
+def test_a_view_store_whose_commit_fails_takes_the_next_transaction(tmp_path: Path) -> None:
+    """Views, relay records and the vault's own writes go through eventsourcing's SQLite
+    transaction: its connection is rolled back too when the commit fails."""
+    store = open_view_store(Settings(data_dir=tmp_path, store="sqlite"), "catalog")
+    try:
+        with store.transaction() as txn:
+            txn.put("topic", "a", {"n": 1})
+        pool = store.datastore.pool
+        conn = pool.get_connection(is_writer=True)
+        pool.put_connection(conn)
+        failing = conn._sqlite_conn = _FailingCommit(conn._sqlite_conn)
+        try:
+            with store.transaction() as txn:
+                txn.put("topic", "b", {"n": 2})
+            raise AssertionError("the transaction must fail with its commit")
+        except OperationalError:
+            pass
+        assert failing.failures == 0 and store.get("topic", "b") is None
+        with store.transaction() as txn:
+            txn.put("topic", "c", {"n": 3})
+        assert store.get("topic", "c") == {"n": 3} and store.get("topic", "a") == {"n": 1}
+    finally:
+        store.datastore.close()
