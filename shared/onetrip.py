@@ -63,6 +63,7 @@ class OneTripPostgresRecorder(PostgresApplicationRecorder):
             "SELECT * FROM {schema}.{function}(%b::text, %b::text, %b::boolean, %b::{id_type}, "
             "%b::bigint, %b::text, %b::bytea, %b::text)").format(
                 schema=schema, function=Identifier(_ONE), id_type=id_type).as_string(None).encode()
+        self._lock_timeout = f"{datastore.lock_timeout}s"  # as eventsourcing sets it, per transaction
 
     def create_table(self) -> None:
         with one_maker_at_a_time(self.datastore):  # replicas starting together
@@ -120,7 +121,7 @@ $body$""").format(schema=schema, function=Identifier(name), table=Identifier(sel
                       person_keys: Sequence[tuple[str, str, bool]] = (), **kwargs: Any) -> Sequence[int] | None:
         if not stored_events and not person_keys:
             return []
-        lock_timeout = f"{self.datastore.lock_timeout}s"
+        lock_timeout = self._lock_timeout
         if len(stored_events) == 1 and len(person_keys) <= 1:
             [e] = stored_events
             ref, wrapped, new = person_keys[0] if person_keys else (None, None, None)

@@ -139,7 +139,8 @@ class KeyedPostgresRecorder(_KeyedRecorder, OneTripPostgresRecorder):
         self.keys_table = f'"{datastore.schema}".{_KEYS_TABLE}'
         self._keys_sql()
         super().__init__(datastore, **kwargs)
-        self.sql_create_statements.insert(-1, SQL(self.sql_create_keys))  # type: ignore[arg-type]  # before the function
+        # After the functions is as good as before them: plpgsql finds a table when it runs.
+        self.sql_create_statements.append(SQL(self.sql_create_keys))  # type: ignore[arg-type]
 
     def key_raced(self, ref: str) -> Exception:
         return KeyRaced(ref)

@@ -11,10 +11,12 @@ consumer groups, schemas and data directory, so tests never see each other.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -94,6 +96,26 @@ def postgres() -> Iterator[PostgresEndpoint]:
             )
     else:
         yield PostgresEndpoint("127.0.0.1", 5432, "postgres", "", "postgres")
+
+
+def at_once(work: Callable[[], Any], times: int, timeout: float = 60) -> tuple[list[Any], list[BaseException]]:
+    """``work`` run ``times`` times at once, each on a thread of its own: what the runs
+    returned, and what they raised."""
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(work())
+        except BaseException as error:  # noqa: BLE001 - returned to the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results, errors
 
 
 def make_settings(store: str, tmp_path: Path, kafka: KafkaEndpoint, postgres: PostgresEndpoint | None,

@@ -18,7 +18,7 @@ from services.catalog.application import CatalogApplication
 from services.feedback.application import FeedbackApplication
 from shared.config import Settings
 from shared.stores import admin_connection, drop_schemas, open_view_store
-from tests.conftest import KafkaEndpoint, PostgresEndpoint, make_settings
+from tests.conftest import KafkaEndpoint, PostgresEndpoint, at_once, make_settings
 
 TOPIC = {"source": "npc", "proposer": "县人大常委会", "content_type": "livelihood", "description": "说明"}
 FIELDS = {"topic": None, "session": None, "topic_id": None, "session_id": None, "channel": "grassroots",
@@ -114,22 +114,9 @@ def test_no_notify_and_no_database_functions_of_eventsourcings(settings: Setting
 def test_replicas_starting_together_on_a_new_schema_all_start(settings: Settings) -> None:
     """Each makes the schemas, tables and functions if they are not there; one at a time.
     Without that, all but one failed on the catalog's unique indexes."""
-    started: list[CatalogApplication] = []
-    views: list[Any] = []
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            started.append(CatalogApplication(settings))
-            views.append(open_view_store(settings, "catalog"))
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=start) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    opened, errors = at_once(lambda: (CatalogApplication(settings), open_view_store(settings, "catalog")), 6)
+    started = [app for app, _ in opened]
+    views = [store for _, store in opened]
     try:
         assert not errors, errors
         assert len(started) == len(views) == 6

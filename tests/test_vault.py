@@ -8,7 +8,6 @@ in the vault store move beside the events at start-up. On SQLite and on PostgreS
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from services.feedback.domain import Opinion
 from shared.config import Settings
 from shared.stores import drop_schemas, open_view_store
 from shared.vault import KeyRaced
-from tests.conftest import KafkaEndpoint, make_settings
+from tests.conftest import KafkaEndpoint, at_once, make_settings
 
 PERSON = {"name": "赵六", "phone": "13800138000", "address": "幸福路8号"}
 FIELDS: dict[str, Any] = {
@@ -109,20 +108,7 @@ def test_two_requests_of_one_new_person_at_once_share_one_key(settings: Settings
 
         # Through the command, from threads: every opinion stored, every one opened by one key.
         person = {"name": "李四", "phone": "13900139000"}
-        ids: list[str] = []
-        errors: list[BaseException] = []
-
-        def submit() -> None:
-            try:
-                ids.append(app.submit_opinion(person, **FIELDS)[0])
-            except BaseException as error:  # noqa: BLE001 - reported below
-                errors.append(error)
-
-        threads = [threading.Thread(target=submit) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+        ids, errors = at_once(lambda: app.submit_opinion(person, **FIELDS)[0], 8, timeout=30)
         assert not errors and len(ids) == 8
         assert all(_opened(app, i) == person for i in ids)
         assert app.vault.keys_held() == 2
