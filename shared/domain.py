@@ -10,9 +10,35 @@ import re
 from collections.abc import Callable
 from enum import Enum
 from typing import TypeVar
+from uuid import UUID
 
-from eventsourcing.domain import Aggregate, CanMutateAggregate
+from eventsourcing import domain
+from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.utils import register_topic
+from uuid_utils.compat import uuid7
+
+
+def new_id() -> UUID:
+    """A new aggregate's id: a UUID of version 7 (RFC 9562), its first 48 bits the time of
+    creation in milliseconds, the rest random (74 bits).
+
+    Each store keeps its events in an index by (aggregate id, version). Random ids (version 4)
+    put every new aggregate's first event on a random page of that index; ids in order of
+    creation put it on the last one, which is already in memory and, on SQLite, written
+    together with the event itself. A save of a new opinion there measured 145 µs against
+    185 µs with random ids (bench/README.md). The id tells when the aggregate was made, to
+    the millisecond: no more than the time its first event carries, which every view shows.
+    """
+    return uuid7()
+
+
+class Aggregate(domain.Aggregate):
+    """eventsourcing's aggregate, with ids in order of creation (``new_id``)."""
+
+    @staticmethod
+    def create_id(*_: object, **__: object) -> UUID:
+        return new_id()
+
 
 A = TypeVar("A", bound=type[Aggregate])
 

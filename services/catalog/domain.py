@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import event
 
-from shared.domain import Refused, evolve, glossed, require_reason, stable_names
+from shared.domain import Aggregate, Refused, evolve, glossed, new_id, require_reason, stable_names
 from shared.forms import ContentType, check_form, current_plan_kind
 
 
@@ -144,7 +144,7 @@ class Topic(Aggregate):
             return uuid5(NAMESPACE_URL, f"consultation:catalog:topic-of-proposal:{proposal_id}")
         if received_via and inbound_id:
             return uuid5(NAMESPACE_URL, f"consultation:catalog:topic-of-inbound:{received_via}\n{inbound_id}")
-        return uuid4()
+        return new_id()
 
     @event("TopicProposed")
     def __init__(

@@ -14,12 +14,12 @@ import re
 from datetime import date
 from enum import StrEnum
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import event
 
 from shared.deadlines import due as _due, overdue as _overdue
-from shared.domain import Refused, evolve, glossed, require_reason, stable_names
+from shared.domain import Aggregate, Refused, evolve, glossed, new_id, require_reason, stable_names
 from shared.workdays import WorkingCalendar
 
 #: "起草部门应当自政策性文件印发之日起20个工作日内进行政策解读" (004 干群面对面恳谈宣讲机制 2).
@@ -294,7 +294,7 @@ class Opinion(Aggregate):
             return uuid5(NAMESPACE_URL, f"consultation:feedback:opinion-of-proposal:{proposal_id}")
         if received_via and inbound_id:
             return uuid5(NAMESPACE_URL, f"consultation:feedback:opinion-of-inbound:{received_via}\n{inbound_id}")
-        return uuid4()
+        return new_id()
 
     @event("OpinionSubmitted")
     def __init__(self, topic_id: str | None, session_id: str | None, channel: str,

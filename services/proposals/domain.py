@@ -16,10 +16,10 @@ from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import event
 
 from shared.deadlines import due as due_in, overdue
-from shared.domain import Refused, glossed, require_reason, stable_names
+from shared.domain import Aggregate, Refused, glossed, require_reason, stable_names
 from shared.workdays import WorkingCalendar
 
 

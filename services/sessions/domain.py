@@ -14,9 +14,9 @@ from enum import StrEnum
 from typing import Any
 from uuid import uuid4
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import event
 
-from shared.domain import Refused, glossed, require_reason, stable_names
+from shared.domain import Aggregate, Refused, glossed, require_reason, stable_names
 from shared.forms import FORMS_BY_PLAN_KIND, Form, check_form, current_plan_kind
 from shared.workdays import WorkingCalendar
 
