@@ -117,10 +117,14 @@ def _unmarked(value: Any) -> Any:
             if convert is None:
                 raise _NotPlain(value["_type_"])
             return convert(value["_data_"])
-        return {k: _unmarked(v) for k, v in value.items()}
+        # Most values are plain: a call each for them was most of reading a stored event.
+        return {k: _unmarked(v) if type(v) in _NESTED else v for k, v in value.items()}
     if kind is list:
-        return [_unmarked(v) for v in value]
+        return [_unmarked(v) if type(v) in _NESTED else v for v in value]
     return value
+
+
+_NESTED = frozenset({dict, list})
 
 
 def plain_state(mapper: Mapper[UUID], stored: bytes) -> dict[str, Any] | None:

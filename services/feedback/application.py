@@ -126,11 +126,15 @@ class FeedbackApplication(ServiceApplication):
     def redact(self, name: str, data: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
         """No sealed data in any envelope; no text of a confidential opinion; phone and ID
         numbers masked in whatever free text remains."""
-        data = {k: v for k, v in data.items() if k not in _SEALED_FIELDS}
+        if any(f in data for f in _SEALED_FIELDS):
+            data = {k: v for k, v in data.items() if k not in _SEALED_FIELDS}
+        else:
+            data = dict(data)
         confidential = bool(created.get("confidential"))
         for field in _TEXT_FIELDS:
-            if isinstance(data.get(field), str):
-                data[field] = None if confidential else mask_identifiers(data[field])
+            text = data.get(field)
+            if type(text) is str:
+                data[field] = None if confidential else mask_identifiers(text)
         return data
 
     def outcome(self, event: CloudEvent) -> CloudEvent | None:

@@ -169,12 +169,11 @@ def mask_identifiers(text: str, person: dict[str, Any] | None = None) -> str:
     by departments and published once answered, so such details are masked where
     they stand; the department reaches the author through the sealed contact data.
     """
-    for value, mask in ((person or {}).get("id_number"), "[身份证号]"), \
-                       ((person or {}).get("phone"), "[电话]"), \
-                       ((person or {}).get("address"), "[地址]"), \
-                       ((person or {}).get("name"), "[姓名]"):
-        if value and len(value.strip()) >= 2:
-            text = text.replace(value.strip(), mask)
+    if person:
+        for value, mask in (person.get("id_number"), "[身份证号]"), (person.get("phone"), "[电话]"), \
+                           (person.get("address"), "[地址]"), (person.get("name"), "[姓名]"):
+            if value and len(value.strip()) >= 2:
+                text = text.replace(value.strip(), mask)
     if not _MAYBE_NUMBER.search(text):
         return text
     text = _ID_NUMBER.sub("[身份证号]", text)

@@ -182,24 +182,24 @@ class Trace(ViewProjection):
     kafka_topics = tuple(SERVICE_TOPICS.values())
 
     def apply(self, event: CloudEvent, txn: ViewTransaction) -> None:
+        name, service, time = event.name, event.service, event.time.isoformat()
         step = {
-            "type": event.name,
-            "service": event.service,
-            "time": event.time.isoformat(),
+            "type": name,
+            "service": service,
+            "time": time,
             "actor": event.actor,
             "subject": event.subject,
             "event_id": event.id,
             "topic_id": event.topicid,
             "sequence": event.sequence,
         }
-        key = f"{event.subject}/{event.time.isoformat()}/{event.service}/{event.sequence:012d}"
-        txn.put("step", key, step)
-        if event.name == "AuthorErased" and event.data.get("author_ref"):
+        txn.put("step", f"{event.subject}/{time}/{service}/{event.sequence:012d}", step)
+        if name == "AuthorErased" and event.data.get("author_ref"):
             txn.put("trace_erased", event.data["author_ref"], {"ref": event.data["author_ref"]})
         if event.topicid:
             # A proposal belongs whole to every topic it is linked to: the one it took an
             # opinion from, and the one it became (its earlier steps name no or another topic).
-            self._link(txn, event.topicid, event.subject, whole=event.service == "proposals")
+            self._link(txn, event.topicid, event.subject, whole=service == "proposals")
             proposal = event.data.get("proposal_id")
             if proposal:
                 self._link(txn, event.topicid, str(proposal), whole=True)
