@@ -23,14 +23,16 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import (
     DatabaseError, DataError, IntegrityError, InterfaceError, InternalError, OperationalError, PersistenceError,
     StoredEvent,
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import retry
 
-from shared.stores import roll_back_failed_commits
+from shared.stores import one_statement, roll_back_failed_commits
 
 #: Saves committed in one transaction at most: a bound on how long the first one waits.
 GROUP_LIMIT = 64
@@ -97,6 +99,29 @@ class GroupedSQLiteRecorder(SQLiteApplicationRecorder):
         finally:
             for save in group:
                 save.done = True
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as eventsourcing reads
+    def select_events(self, originator_id: UUID | str, *, gt: int | None = None, lte: int | None = None,
+                      desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:
+        """An aggregate's events, as eventsourcing selects them, in a statement sent alone
+        (``one_statement``): every command on an aggregate that exists, every scheduler's
+        look at one, begins here. eventsourcing wraps the read in ``BEGIN`` and ``ROLLBACK``,
+        and under load each of the two was one more wait for Python's lock."""
+        statement = self.select_events_statement
+        params: list[Any] = [originator_id.hex if isinstance(originator_id, UUID) else originator_id]
+        for clause, bound in (("AND originator_version>? ", gt), ("AND originator_version<=? ", lte)):
+            if bound is not None:
+                statement += clause
+                params.append(bound)
+        statement += f"ORDER BY originator_version {'DESC' if desc else 'ASC'} "
+        if limit is not None:
+            statement += "LIMIT ? "
+            params.append(limit)
+        with one_statement(self.datastore) as cursor:
+            cursor.execute(statement, params)
+            rows = cursor.fetchall()
+        return [StoredEvent(originator_id=self.convert_originator_id(r[0]), originator_version=r[1], topic=r[2],
+                            state=r[3]) for r in rows]
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -126,15 +127,19 @@ def test_a_throwaway_store_answers_reads_from_what_it_committed_and_only_that(tm
 
 def test_a_read_of_one_statement_is_sent_alone_and_holds_nothing_open(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A view read, a key read, a log read and a tracking read each send their one statement,
-    without the BEGIN and ROLLBACK eventsourcing wraps reads in: on the threads serving
-    commands each statement more was one more wait for Python's lock (bench/README.md). And
-    the read ends with its statement: a checkpoint from elsewhere can still move every page."""
+    """A view read, a key read, a log read, a tracking read and an aggregate's read each send
+    their one statement, without the BEGIN and ROLLBACK eventsourcing wraps reads in: on the
+    threads serving commands each statement more was one more wait for Python's lock
+    (bench/README.md). And the read ends with its statement: a checkpoint from elsewhere can
+    still move every page."""
     import sqlite3
 
     import eventsourcing.sqlite
 
+    from eventsourcing.sqlite import SQLiteApplicationRecorder
+
     from services.feedback.application import FeedbackApplication
+    from services.feedback.domain import Opinion
 
     sent: list[str] = []
     connect = sqlite3.connect
@@ -162,6 +167,23 @@ def test_a_read_of_one_statement_is_sent_alone_and_holds_nothing_open(
     assert statements(lambda: views.max_tracking_id("test:feedback")) == ["SELECT"]
     assert statements(lambda: app.recorder.read_key("nobody")) == ["SELECT"]
     assert statements(lambda: app.notifications(0)) == ["SELECT"]
+    # An aggregate's events, read for every command on it: the same rows as eventsourcing's read.
+    opinion = Opinion.submit(
+        topic={"status": "accepted", "lead_department": "县民政局", "title": "议题"}, session=None,
+        topic_id="00000000-0000-4000-8000-000000000001", session_id=None, channel="online", platform_level=None,
+        platform=None, category=None, author_ref="0" * 32, author_sealed="sealed", person={}, organization=None,
+        content="建议", confidential=False, addressed_to=None, today=date(2026, 12, 4), calendar=app.calendar,
+        answer_days=15)
+    opinion.answer("partially_adopted", "分步实施", "县民政局", date(2026, 12, 4), app.calendar, 5)
+    app.save(opinion)
+    assert statements(lambda: app.repository.get(opinion.id)) == ["SELECT"]
+    assert app.repository.get(opinion.id).status == "answered"
+    for bounds in ({}, {"gt": 1}, {"lte": 1}, {"desc": True}, {"desc": True, "limit": 1}, {"gt": 0, "lte": 2}):
+        ours = app.recorder.select_events(opinion.id, **bounds)
+        assert ours == SQLiteApplicationRecorder.select_events(app.recorder, opinion.id, **bounds), bounds
+        assert [e.originator_version for e in ours] == {
+            "{}": [1, 2], "{'gt': 1}": [2], "{'lte': 1}": [1], "{'desc': True}": [2, 1],
+            "{'desc': True, 'limit': 1}": [2], "{'gt': 0, 'lte': 2}": [1, 2]}[str(bounds)]
     assert views.get("topic", "t1") == {"title": "议题"} and views.get("topic", "t3") is None
     assert [d["title"] for d in views.list("topic")] == ["议题", "另一议题"]
     assert views.max_tracking_id("test:feedback") == 7
