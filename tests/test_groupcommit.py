@@ -103,15 +103,21 @@ class _FailingCommit:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
 
+    @classmethod
+    def next_on(cls, pool: Any) -> _FailingCommit:
+        """Make the next commit on ``pool``'s writer connection fail (the connection the next
+        write takes again)."""
+        conn = pool.get_connection(is_writer=True)
+        pool.put_connection(conn)
+        failing = conn._sqlite_conn = cls(conn._sqlite_conn)
+        return failing
+
 
 def test_a_commit_that_fails_stores_nothing_and_leaves_no_transaction_open(tmp_path: Path) -> None:
     app = CatalogApplication(Settings(data_dir=tmp_path, store="sqlite"))
     try:
         app.propose_topic(title="议题0", **TOPIC)
-        pool = app.recorder.datastore.pool  # type: ignore[attr-defined]
-        conn = pool.get_connection(is_writer=True)
-        pool.put_connection(conn)  # the writer's connection: the next save takes it again
-        failing = conn._sqlite_conn = _FailingCommit(conn._sqlite_conn)
+        failing = _FailingCommit.next_on(app.recorder.datastore.pool)  # type: ignore[attr-defined]
         try:
             app.propose_topic(title="议题1", **TOPIC)
             raise AssertionError("the save must fail with its commit")
@@ -131,10 +137,7 @@ def test_a_view_store_whose_commit_fails_takes_the_next_transaction(tmp_path: Pa
     try:
         with store.transaction() as txn:
             txn.put("topic", "a", {"n": 1})
-        pool = store.datastore.pool
-        conn = pool.get_connection(is_writer=True)
-        pool.put_connection(conn)
-        failing = conn._sqlite_conn = _FailingCommit(conn._sqlite_conn)
+        failing = _FailingCommit.next_on(store.datastore.pool)
         try:
             with store.transaction() as txn:
                 txn.put("topic", "b", {"n": 2})

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -168,14 +167,12 @@ def test_a_read_of_one_statement_is_sent_alone_and_holds_nothing_open(
     assert statements(lambda: app.recorder.read_key("nobody")) == ["SELECT"]
     assert statements(lambda: app.notifications(0)) == ["SELECT"]
     # An aggregate's events, read for every command on it: the same rows as eventsourcing's read.
-    opinion = Opinion.submit(
-        topic={"status": "accepted", "lead_department": "县民政局", "title": "议题"}, session=None,
-        topic_id="00000000-0000-4000-8000-000000000001", session_id=None, channel="online", platform_level=None,
-        platform=None, category=None, author_ref="0" * 32, author_sealed="sealed", person={}, organization=None,
-        content="建议", confidential=False, addressed_to=None, today=date(2026, 12, 4), calendar=app.calendar,
-        answer_days=15)
-    opinion.answer("partially_adopted", "分步实施", "县民政局", date(2026, 12, 4), app.calendar, 5)
-    app.save(opinion)
+    opinion_id, _ = app.submit_opinion(
+        {"name": "居民"}, topic=None, session=None, topic_id=None, session_id=None, channel="grassroots",
+        platform_level="village_station", platform="清水村说事站", category="public_interest",
+        content="村道路灯损坏", confidential=False, addressed_to=None)
+    opinion = app.get(Opinion, opinion_id)
+    app.answer(opinion_id, "partially_adopted", "分步实施", opinion.responsible)
     assert statements(lambda: app.repository.get(opinion.id)) == ["SELECT"]
     assert app.repository.get(opinion.id).status == "answered"
     for bounds in ({}, {"gt": 1}, {"lte": 1}, {"desc": True}, {"desc": True, "limit": 1}, {"gt": 0, "lte": 2}):
