@@ -32,7 +32,7 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import retry
 
-from shared.stores import one_statement, roll_back_failed_commits
+from shared.stores import one_statement, adapt_connections
 
 #: Saves committed in one transaction at most: a bound on how long the first one waits.
 GROUP_LIMIT = 64
@@ -52,7 +52,7 @@ class GroupedSQLiteRecorder(SQLiteApplicationRecorder):
     """eventsourcing's SQLite application recorder, committing concurrent saves together."""
 
     def __init__(self, datastore: Any, *args: Any, **kwargs: Any):
-        roll_back_failed_commits(datastore)  # the store's other writes (keys erased, adopted)
+        adapt_connections(datastore)  # the store's other writes (keys erased, adopted)
         super().__init__(datastore, *args, **kwargs)
         self._queue: list[_Save] = []
         self._queue_lock = threading.Lock()
@@ -135,7 +135,7 @@ class GroupedSQLiteRecorder(SQLiteApplicationRecorder):
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
                     yield cursor
-                    db.commit()
+                    cursor.execute("COMMIT")  # prepared once; ``db.commit()`` prepares it every time
                 except BaseException:
                     db.rollback()  # a commit that failed leaves its transaction open otherwise
                     raise

@@ -24,7 +24,7 @@ import rbloom
 from eventsourcing.persistence import (InfrastructureFactory, IntegrityError, InterfaceError, OperationalError,
                                        Tracking)
 from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteConnection, SQLiteDatastore, SQLiteTrackingRecorder
+from eventsourcing.sqlite import SQLITE3_DEFAULT_LOCK_TIMEOUT, SQLiteConnection, SQLiteDatastore, SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL
 
@@ -162,19 +162,37 @@ class _SQLiteConnection(SQLiteConnection):
 
     def commit(self) -> None:
         try:
-            self._sqlite_conn.commit()
+            if self._sqlite_conn.in_transaction:  # sqlite3's ``commit()`` prepares it each time
+                self._sqlite_conn.execute("COMMIT")
         except BaseException:
             self._sqlite_conn.rollback()
             raise
 
 
-def roll_back_failed_commits(datastore: SQLiteDatastore) -> None:
-    """Every connection ``datastore``'s pool makes from now on rolls back a failed commit."""
+#: Statements each SQLite connection keeps prepared. eventsourcing opens its connections with
+#: ``cached_statements=True``, which sqlite3 reads as a cache of one: every statement of a
+#: save (``BEGIN``, the key's check, the insert) was parsed again each time, a third of a
+#: save's time in SQLite on a disk that does not wait (62 µs against 40; ninth round).
+STATEMENT_CACHE = 128
+
+
+def adapt_connections(datastore: SQLiteDatastore) -> None:
+    """Every connection ``datastore``'s pool makes from now on keeps its statements prepared
+    (``STATEMENT_CACHE``) and rolls back a failed commit (``_SQLiteConnection``)."""
     pool = datastore.pool
     make = pool._create_connection  # noqa: SLF001 - eventsourcing makes its connections here
 
     def create_connection() -> SQLiteConnection:
-        connection = make()
+        connection = make()  # eventsourcing's: the store in WAL mode, rows as ``sqlite3.Row``
+        made = connection._sqlite_conn  # noqa: SLF001
+        # The same connection again but for its cache, which sqlite3 sets only when it connects.
+        # Opened before the first is closed: an in-memory store shared in cache lives on.
+        ours = sqlite3.connect(pool.db_name, uri=True, check_same_thread=False, isolation_level=None,
+                               cached_statements=STATEMENT_CACHE,
+                               timeout=pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
+        ours.row_factory = made.row_factory
+        made.close()
+        connection._sqlite_conn = ours  # noqa: SLF001
         connection.__class__ = _SQLiteConnection
         return connection
 
@@ -673,7 +691,7 @@ class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
 
     def __init__(self, datastore: Any, **kwargs: Any):
         self._doc_sql()  # the base constructor asks for the DDL
-        roll_back_failed_commits(datastore)
+        adapt_connections(datastore)
         # A store made to be thrown away (``open_view_store``): every connection of its pool,
         # made from now on (before any is: the tables are created after this), keeps its
         # journal in memory and does not wait for the disk. Others keep WAL and FULL.

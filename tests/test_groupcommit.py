@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import OperationalError, RecordConflictError
+from eventsourcing.persistence import PersistenceError, RecordConflictError
 
 from services.catalog.application import CatalogApplication
 from services.catalog.domain import Topic
@@ -89,27 +89,26 @@ def test_a_save_alone_is_committed_as_before(tmp_path: Path) -> None:
 
 
 class _FailingCommit:
-    """The pooled connection's sqlite3 handle, whose next commit fails (a full disk, say)."""
+    """SQLite refuses the next ``COMMIT`` on a pool's writer connection, as it refuses one on a
+    full disk, leaving the transaction open: the connection's authorizer denies it once."""
 
-    def __init__(self, db: Any):
-        self._db, self.failures = db, 1
+    def __init__(self) -> None:
+        self.failures = 1
 
-    def commit(self) -> None:
-        if self.failures:
+    def __call__(self, action: int, arg1: str | None, *_: Any) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT" and self.failures:
             self.failures -= 1
-            raise sqlite3.OperationalError("disk I/O error")
-        self._db.commit()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._db, name)
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
 
     @classmethod
     def next_on(cls, pool: Any) -> _FailingCommit:
-        """Make the next commit on ``pool``'s writer connection fail (the connection the next
-        write takes again)."""
+        """On the connection the next write takes (setting an authorizer makes SQLite prepare
+        every statement again, the cached ``COMMIT`` too)."""
         conn = pool.get_connection(is_writer=True)
         pool.put_connection(conn)
-        failing = conn._sqlite_conn = cls(conn._sqlite_conn)
+        failing = cls()
+        conn._sqlite_conn.set_authorizer(failing)
         return failing
 
 
@@ -121,7 +120,7 @@ def test_a_commit_that_fails_stores_nothing_and_leaves_no_transaction_open(tmp_p
         try:
             app.propose_topic(title="议题1", **TOPIC)
             raise AssertionError("the save must fail with its commit")
-        except OperationalError:
+        except PersistenceError:
             pass
         assert failing.failures == 0 and app.max_position() == 1
         app.propose_topic(title="议题2", **TOPIC)  # not "cannot start a transaction within a transaction"
@@ -142,7 +141,7 @@ def test_a_view_store_whose_commit_fails_takes_the_next_transaction(tmp_path: Pa
             with store.transaction() as txn:
                 txn.put("topic", "b", {"n": 2})
             raise AssertionError("the transaction must fail with its commit")
-        except OperationalError:
+        except PersistenceError:
             pass
         assert failing.failures == 0 and store.get("topic", "b") is None
         with store.transaction() as txn:
@@ -150,3 +149,36 @@ def test_a_view_store_whose_commit_fails_takes_the_next_transaction(tmp_path: Pa
         assert store.get("topic", "c") == {"n": 3} and store.get("topic", "a") == {"n": 1}
     finally:
         store.datastore.close()
+
+
+def test_saves_and_views_reuse_their_prepared_statements(tmp_path: Path) -> None:
+    """SQLite calls a connection's authorizer while it prepares a statement, never when it
+    runs one already prepared: after the first save, saves and view writes prepare none.
+    (eventsourcing's own connections keep one statement: every save parsed all of its own.)"""
+    settings = Settings(data_dir=tmp_path, store="sqlite")
+    app = CatalogApplication(settings)
+    store = open_view_store(settings, "catalog")
+    prepared: list[tuple[int, str | None]] = []
+
+    def counting(*args: Any) -> int:
+        prepared.append(args[:2])
+        return sqlite3.SQLITE_OK
+
+    try:
+        for pool in (app.recorder.datastore.pool, store.datastore.pool):  # type: ignore[attr-defined]
+            conn = pool.get_connection(is_writer=True)
+            conn._sqlite_conn.set_authorizer(counting)
+            pool.put_connection(conn)
+        for i in range(2):  # the first of each prepares its statements (again: the authorizer is new)
+            topic_id = app.propose_topic(title=f"议题{i}", **TOPIC)
+            app.screen_topic(topic_id, "accepted", None, "县政府办")
+            with store.transaction() as txn:
+                txn.put("topic", topic_id, {"n": i})
+            if i == 0:
+                assert prepared, "the authorizer must see the first statements prepared"
+                prepared.clear()
+        assert prepared == []
+        assert app.max_position() == 4 and store.get("topic", topic_id) == {"n": 1}
+    finally:
+        store.datastore.close()
+        app.close()
