@@ -13,7 +13,7 @@ import orjson
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (InterfaceError, Mapper, OperationalError, RecordConflictError, Recording,
-                                       StoredEvent)
+                                       StoredEvent, Transcoder)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import resolve_topic, retry
 from psycopg.rows import tuple_row
@@ -27,6 +27,7 @@ from shared.domain import EventTooLarge, NotFound
 from shared.envelope import CloudEvent, event_id
 from shared.groupcommit import RECORDERS
 from shared.stores import one_statement, store_env
+from shared.transcoder import LONG_NUMBER, OrjsonTranscoder
 
 T = TypeVar("T", bound=Aggregate)
 
@@ -130,8 +131,8 @@ _NESTED = frozenset({dict, list})
 def plain_state(mapper: Mapper[UUID], stored: bytes) -> dict[str, Any] | None:
     """A stored event's state as ``_plain`` gives a domain event's, read straight from its
     JSON; None when only the mapper can read it (ciphered, compressed, another value type)."""
-    if mapper.cipher is not None or mapper.compressor is not None:
-        return None
+    if mapper.cipher is not None or mapper.compressor is not None or LONG_NUMBER.search(stored):
+        return None  # (orjson would read an integer beyond 64 bits as a float)
     try:
         state = orjson.loads(stored)
         if type(state) is not dict:
@@ -187,6 +188,11 @@ class ServiceApplication(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         return BoundedMapper(super().construct_mapper(), self.settings.max_event_bytes)
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = OrjsonTranscoder()  # eventsourcing's JSON, written and read by orjson
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """Store what the aggregates recorded, each event stamped with the principal acting

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import StoredEvent
@@ -163,8 +163,9 @@ class Vault:
             raise TypeError(f"{service}'s event store keeps no person keys: set its recorders to KEYED_RECORDERS")
         self._keys: _KeyedRecorder = recorder
         self._store = open_view_store(settings, service, "vault", pool_size=1)
-        #: ref -> (key, wrapped key) this process sealed with lately; never used to open.
-        self._sealing: dict[str, tuple[bytes, str]] = {}
+        #: ref -> (key, ready to seal with; wrapped key) this process sealed with lately; never
+        #: used to open.
+        self._sealing: dict[str, tuple[AESGCM, str]] = {}
         self._adopt_earlier_keys()
 
     def _adopt_earlier_keys(self) -> None:
@@ -190,7 +191,7 @@ class Vault:
         wrapped = self._keys.read_key(ref)
         return None if wrapped is None else self._unwrap(ref, wrapped)
 
-    def _sealing_key(self, ref: str) -> tuple[bytes, tuple[str, str, bool]]:
+    def _sealing_key(self, ref: str) -> tuple[AESGCM, tuple[str, str, bool]]:
         """A key to seal with, and its row for the save: the one this process sealed with
         last for ``ref``, to be checked in the save's transaction, or else a new one, to be
         written there. Nothing is read first: a new person costs one transaction, and a
@@ -200,13 +201,14 @@ class Vault:
             return known[0], (ref, known[1], False)
         nonce, key = os.urandom(12), AESGCM.generate_key(bit_length=256)
         wrapped = base64.b64encode(nonce + self._wrap.encrypt(nonce, key, ref.encode())).decode()
-        self._remember(ref, key, wrapped)
-        return key, (ref, wrapped, True)
+        return self._remember(ref, key, wrapped), (ref, wrapped, True)
 
-    def _remember(self, ref: str, key: bytes, wrapped: str) -> None:
+    def _remember(self, ref: str, key: bytes, wrapped: str) -> AESGCM:
         if len(self._sealing) >= 100_000:
             self._sealing.clear()
-        self._sealing[ref] = (key, wrapped)
+        sealing = AESGCM(key)  # made once: its key schedule is half of sealing a person
+        self._sealing[ref] = (sealing, wrapped)
+        return sealing
 
     def raced(self, ref: str) -> None:
         """A save found ``ref``'s key was not the one sealed with: learn the stored one."""
@@ -232,10 +234,10 @@ class Vault:
         """``data`` encrypted under a key of ``ref``'s, and what the save of the event that
         carries it must be given (``app.save(..., **extra)``): the key, to be written or
         checked in the same transaction. ``KeyRaced`` from the save: ``raced``, seal again."""
-        key, row = self._sealing_key(ref)
+        sealing, row = self._sealing_key(ref)
         nonce = os.urandom(12)
-        plain = json.dumps(data, ensure_ascii=False, sort_keys=True).encode()
-        sealed = _SEALED + base64.b64encode(nonce + AESGCM(key).encrypt(nonce, plain, ref.encode())).decode()
+        plain = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)  # JSON as ``open`` reads it
+        sealed = _SEALED + base64.b64encode(nonce + sealing.encrypt(nonce, plain, ref.encode())).decode()
         return sealed, {"person_keys": [row]}
 
     def open(self, ref: str, sealed: str | None) -> dict[str, Any] | None:
@@ -247,7 +249,7 @@ class Vault:
             return None
         raw = base64.b64decode(sealed[len(_SEALED):])
         try:
-            return json.loads(AESGCM(key).decrypt(raw[:12], raw[12:], ref.encode()))
+            return orjson.loads(AESGCM(key).decrypt(raw[:12], raw[12:], ref.encode()))
         except InvalidTag:
             return None
 

@@ -1,0 +1,74 @@
+"""Events to and from their stored JSON, by orjson, as eventsourcing's JSON transcoder has them.
+
+eventsourcing encodes an event's state with the standard library's ``json``: 8 µs for an
+opinion, a tenth of a save's Python, and 5 µs to read one back. orjson writes the same bytes
+in under 2 µs when every value is one both write alike: text, whole numbers that fit in 64
+bits, booleans, None, lists and dicts with text keys, and datetimes (passed to the same
+``default`` as the standard encoder's). A state holding anything else is encoded by
+eventsourcing's own encoder, exactly as before: a UUID (orjson writes it as plain text where
+eventsourcing marks it), a float (``1e-06`` is ``1e-6`` to orjson; NaN is null), a Decimal,
+an Enum, a date.
+Reading gives what eventsourcing's decoder gives: each ``{"_type_", "_data_"}`` pair decoded by
+its registered transcoding, an unknown name refused; JSON orjson would read otherwise (a number
+of 19 digits or more, NaN) is read by the standard decoder.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import JSONTranscoder
+
+#: Values both encoders write alike (a datetime through the transcodings, via ``default``).
+_LEAVES = frozenset({str, int, bool, type(None), datetime})
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+#: orjson reads an integer beyond 64 bits as a float; a run of 19 digits anywhere (in a text
+#: too, to be simple) sends the whole event to the standard decoder.
+LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def _alike(value: Any) -> bool:
+    kind = type(value)
+    if kind in _LEAVES:
+        return True
+    if kind is dict:
+        return all(type(k) is str and _alike(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_alike(v) for v in value)
+    return False
+
+
+class OrjsonTranscoder(JSONTranscoder):
+    """eventsourcing's ``JSONTranscoder``, its work done by orjson where the result is the same."""
+
+    def encode(self, obj: Any) -> bytes:
+        if type(obj) is dict and all(type(k) is str and (type(v) in _LEAVES or _alike(v)) for k, v in obj.items()):
+            try:
+                return orjson.dumps(obj, default=self._encode_obj, option=_OPTIONS)
+            except orjson.JSONEncodeError:
+                pass  # an integer wider than 64 bits, or a type with no transcoding: as before
+        return super().encode(obj)
+
+    def decode(self, data: bytes) -> Any:
+        if LONG_NUMBER.search(data) is None:
+            try:
+                return self._marked(orjson.loads(data))
+            except orjson.JSONDecodeError:
+                pass  # what only the standard decoder reads (NaN, Infinity)
+        return super().decode(data)
+
+    def _marked(self, value: Any) -> Any:
+        """``value`` with each nested dict given to ``_decode_obj``, innermost first, as the
+        standard decoder's ``object_hook`` is."""
+        kind = type(value)
+        if kind is dict:
+            for key, item in value.items():
+                if type(item) is dict or type(item) is list:
+                    value[key] = self._marked(item)
+            return self._decode_obj(value) if len(value) == 2 else value
+        if kind is list:
+            return [self._marked(v) if type(v) is dict or type(v) is list else v for v in value]
+        return value
