@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import PersistenceError, RecordConflictError
+import pytest
+from eventsourcing.persistence import ConnectionPoolClosedError, PersistenceError, RecordConflictError
 
 from services.catalog.application import CatalogApplication
 from services.catalog.domain import Topic
+from services.feedback.application import FeedbackApplication
 from shared.config import Settings
 from shared.stores import open_view_store
+from tests.conftest import at_once
 
 TOPIC = {"source": "npc", "proposer": "县人大常委会", "content_type": "livelihood", "description": "说明"}
 
@@ -102,21 +106,26 @@ class _FailingCommit:
         return sqlite3.SQLITE_OK
 
     @classmethod
-    def next_on(cls, pool: Any) -> _FailingCommit:
-        """On the connection the next write takes (setting an authorizer makes SQLite prepare
-        every statement again, the cached ``COMMIT`` too)."""
-        conn = pool.get_connection(is_writer=True)
-        pool.put_connection(conn)
+    def next_on(cls, db: sqlite3.Connection) -> _FailingCommit:
+        """On ``db`` (setting an authorizer makes SQLite prepare every statement again, the
+        cached ``COMMIT`` too)."""
         failing = cls()
-        conn._sqlite_conn.set_authorizer(failing)
+        db.set_authorizer(failing)
         return failing
+
+
+def _writer(pool: Any) -> sqlite3.Connection:
+    """The connection the next write through ``pool`` takes."""
+    conn = pool.get_connection(is_writer=True)
+    pool.put_connection(conn)
+    return conn._sqlite_conn
 
 
 def test_a_commit_that_fails_stores_nothing_and_leaves_no_transaction_open(tmp_path: Path) -> None:
     app = CatalogApplication(Settings(data_dir=tmp_path, store="sqlite"))
     try:
         app.propose_topic(title="议题0", **TOPIC)
-        failing = _FailingCommit.next_on(app.recorder.datastore.pool)  # type: ignore[attr-defined]
+        failing = _FailingCommit.next_on(app.recorder.connection())  # type: ignore[attr-defined]
         try:
             app.propose_topic(title="议题1", **TOPIC)
             raise AssertionError("the save must fail with its commit")
@@ -136,7 +145,7 @@ def test_a_view_store_whose_commit_fails_takes_the_next_transaction(tmp_path: Pa
     try:
         with store.transaction() as txn:
             txn.put("topic", "a", {"n": 1})
-        failing = _FailingCommit.next_on(store.datastore.pool)
+        failing = _FailingCommit.next_on(_writer(store.datastore.pool))
         try:
             with store.transaction() as txn:
                 txn.put("topic", "b", {"n": 2})
@@ -165,10 +174,8 @@ def test_saves_and_views_reuse_their_prepared_statements(tmp_path: Path) -> None
         return sqlite3.SQLITE_OK
 
     try:
-        for pool in (app.recorder.datastore.pool, store.datastore.pool):  # type: ignore[attr-defined]
-            conn = pool.get_connection(is_writer=True)
-            conn._sqlite_conn.set_authorizer(counting)
-            pool.put_connection(conn)
+        for db in (app.recorder.connection(), _writer(store.datastore.pool)):  # type: ignore[attr-defined]
+            db.set_authorizer(counting)
         for i in range(2):  # the first of each prepares its statements (again: the authorizer is new)
             topic_id = app.propose_topic(title=f"议题{i}", **TOPIC)
             app.screen_topic(topic_id, "accepted", None, "县政府办")
@@ -182,3 +189,34 @@ def test_saves_and_views_reuse_their_prepared_statements(tmp_path: Path) -> None
     finally:
         store.datastore.close()
         app.close()
+
+
+def test_saves_and_the_pools_own_writes_take_turns_and_close_together(tmp_path: Path) -> None:
+    """Saves go through a connection of their own; a person's key is destroyed through the
+    pool's writer. Run at once, each waits for the other's commit, and nothing is refused."""
+    app = FeedbackApplication(Settings(data_dir=tmp_path, store="sqlite"))
+    fields = {"topic": None, "session": None, "topic_id": None, "session_id": None, "channel": "grassroots",
+              "platform_level": "village_station", "platform": "清水村说事站", "category": "public_interest",
+              "content": "村道路灯损坏", "confidential": False, "addressed_to": None}
+    try:
+        refs = [app.submit_opinion({"name": f"居民{i}"}, **fields)[1] for i in range(8)]
+        erasing = iter(refs)
+        work = itertools.cycle([lambda: app.submit_opinion({"name": "赵六", "phone": "13800138000"}, **fields),
+                                lambda: app.vault.destroy(next(erasing), "2026-12-05")])
+        lock = threading.Lock()
+
+        def next_work() -> Any:
+            with lock:
+                step = next(work)
+            return step()
+
+        done, errors = at_once(next_work, 16, timeout=60)
+        assert not errors and len(done) == 16
+        assert app.max_position() == 16 and app.vault.keys_held() == 1  # 8 erased, 赵六's kept
+        writer = app.recorder.connection()  # type: ignore[attr-defined]
+    finally:
+        app.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed with the store
+        writer.execute("SELECT 1")
+    with pytest.raises(ConnectionPoolClosedError):
+        app.recorder.connection()  # type: ignore[attr-defined]
