@@ -27,7 +27,7 @@ from shared.domain import EventTooLarge, NotFound
 from shared.envelope import CloudEvent, event_id
 from shared.groupcommit import RECORDERS
 from shared.stores import one_statement, store_env
-from shared.transcoder import LONG_NUMBER, OrjsonTranscoder
+from shared.transcoder import WIDE, OrjsonTranscoder
 
 T = TypeVar("T", bound=Aggregate)
 
@@ -122,23 +122,25 @@ def _unmarked(value: Any) -> Any:
         return {k: _unmarked(v) if type(v) in _NESTED else v for k, v in value.items()}
     if kind is list:
         return [_unmarked(v) if type(v) in _NESTED else v for v in value]
+    if kind is float and abs(value) >= WIDE:
+        raise _NotPlain("an integer beyond 64 bits, perhaps")
     return value
 
 
-_NESTED = frozenset({dict, list})
+_NESTED = frozenset({dict, list, float})
 
 
 def plain_state(mapper: Mapper[UUID], stored: bytes) -> dict[str, Any] | None:
     """A stored event's state as ``_plain`` gives a domain event's, read straight from its
     JSON; None when only the mapper can read it (ciphered, compressed, another value type)."""
-    if mapper.cipher is not None or mapper.compressor is not None or LONG_NUMBER.search(stored):
-        return None  # (orjson would read an integer beyond 64 bits as a float)
+    if mapper.cipher is not None or mapper.compressor is not None:
+        return None
     try:
         state = orjson.loads(stored)
         if type(state) is not dict:
             return None
         for key, value in state.items():
-            if type(value) is dict or type(value) is list:
+            if type(value) in _NESTED:
                 state[key] = _unmarked(value)
     except (_NotPlain, orjson.JSONDecodeError):
         return None

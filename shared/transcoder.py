@@ -9,13 +9,12 @@ eventsourcing's own encoder, exactly as before: a UUID (orjson writes it as plai
 eventsourcing marks it), a float (``1e-06`` is ``1e-6`` to orjson; NaN is null), a Decimal,
 an Enum, a date.
 Reading gives what eventsourcing's decoder gives: each ``{"_type_", "_data_"}`` pair decoded by
-its registered transcoding, an unknown name refused; JSON orjson would read otherwise (a number
-of 19 digits or more, NaN) is read by the standard decoder.
+its registered transcoding, an unknown name refused; JSON orjson would read otherwise (NaN, an
+integer beyond 64 bits: a float of 2**63 or more, to be safe) is read by the standard decoder.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -25,9 +24,14 @@ from eventsourcing.persistence import JSONTranscoder
 #: Values both encoders write alike (a datetime through the transcodings, via ``default``).
 _LEAVES = frozenset({str, int, bool, type(None), datetime})
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-#: orjson reads an integer beyond 64 bits as a float; a run of 19 digits anywhere (in a text
-#: too, to be simple) sends the whole event to the standard decoder.
-LONG_NUMBER = re.compile(rb"\d{19}")
+#: orjson reads an integer beyond 64 bits as a float, so a float this wide may have been one:
+#: the event goes to the standard decoder (a regular expression looking for long numbers in
+#: the JSON first cost four times orjson's whole read).
+WIDE = 2.0**63
+
+
+class _Wide(Exception):
+    pass
 
 
 def _alike(value: Any) -> bool:
@@ -53,12 +57,10 @@ class OrjsonTranscoder(JSONTranscoder):
         return super().encode(obj)
 
     def decode(self, data: bytes) -> Any:
-        if LONG_NUMBER.search(data) is None:
-            try:
-                return self._marked(orjson.loads(data))
-            except orjson.JSONDecodeError:
-                pass  # what only the standard decoder reads (NaN, Infinity)
-        return super().decode(data)
+        try:
+            return self._marked(orjson.loads(data))
+        except (orjson.JSONDecodeError, _Wide):  # what only the standard decoder reads (NaN, huge integers)
+            return super().decode(data)
 
     def _marked(self, value: Any) -> Any:
         """``value`` with each nested dict given to ``_decode_obj``, innermost first, as the
@@ -66,9 +68,14 @@ class OrjsonTranscoder(JSONTranscoder):
         kind = type(value)
         if kind is dict:
             for key, item in value.items():
-                if type(item) is dict or type(item) is list:
+                if type(item) in _NESTED:
                     value[key] = self._marked(item)
             return self._decode_obj(value) if len(value) == 2 else value
         if kind is list:
-            return [self._marked(v) if type(v) is dict or type(v) is list else v for v in value]
+            return [self._marked(v) if type(v) in _NESTED else v for v in value]
+        if kind is float and abs(value) >= WIDE:
+            raise _Wide
         return value
+
+
+_NESTED = frozenset({dict, list, float})

@@ -71,6 +71,10 @@ def test_values_orjson_writes_otherwise_go_through_the_standard_encoder() -> Non
     assert read["id"] == UUID(int=7) and read["nested"][0] == {"id": UUID(int=8), "n": Decimal("1.5")}
     assert math.isnan(read["nan"]) and read["big"] == 2**70 and read["keys"] == {"1": "a"}
     assert read["when"] == datetime(2026, 12, 5, tzinfo=timezone.utc)
+    # Read back exactly: orjson alone reads an integer beyond 64 bits as a float.
+    wide = OURS.decode(b'{"a":[{"b":-9223372036854775809}],"c":1e19,"d":18446744073709551615}')
+    assert wide == {"a": [{"b": -9223372036854775809}], "c": 1e19, "d": 2**64 - 1}
+    assert type(wide["a"][0]["b"]) is int and type(wide["c"]) is float
 
 
 def test_an_unknown_marked_type_is_refused_as_eventsourcing_refuses_it() -> None:
