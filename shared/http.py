@@ -171,16 +171,68 @@ _MALFORMED = orjson.dumps({
     "errors": [{"field": "request", "rule": "malformed_http", "message": "not valid HTTP/1.1"}]})
 
 
+class _Corked:
+    """A connection's transport whose writes in one turn of the event loop leave in one send.
+
+    uvicorn writes an answer's head and its body separately, each a system call that, on
+    the loopback, also wakes the client: under load the two were a twelfth of the serving
+    thread's time. Written at the end of the turn, they go together; nothing waits longer
+    than the turn. Closing sends what is held first; aborting drops it, as it drops the
+    transport's own buffer.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport):
+        self._transport, self._loop = transport, asyncio.get_running_loop()
+        self._held: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            self._held = [data]
+            self._loop.call_soon(self._send)
+        else:
+            self._held.append(data)
+
+    def _send(self) -> None:
+        held, self._held = self._held, None
+        if held and not self._transport.is_closing():
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def write_eof(self) -> None:
+        self._send()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._send()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the transport's own
+        return getattr(self._transport, name)
+
+
 def http_protocol() -> Any:
     """uvicorn's HTTP protocol for this service: httptools, answering a request it cannot
     parse (``Content-Length: abc``, a bare LF, a space in a header name) with 400 in the
-    contract's error shape and closing the connection, as uvicorn does."""
+    contract's error shape and closing the connection, as uvicorn does; an answer's head and
+    body in one send (``_Corked``)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # no httptools on this platform: uvicorn's own choice and answer
         return "auto"
 
     class ProblemHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(_Corked(transport))  # type: ignore[arg-type]
+
         def send_400_response(self, msg: str) -> None:
             head = [b"HTTP/1.1 400 Bad Request\r\n"]
             head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from shared.access import Role
 from shared.config import Settings
+from shared.http import _Corked
 from shared.kafka import ensure_topics, kafka_options, make_broker
 from shared.ratelimit import Shed
 from shared.stores import admin_connection, use_postgres_tls
@@ -122,6 +123,45 @@ def test_bytes_that_are_not_http_get_400_in_the_contract_shape_and_change_nothin
             assert problem["rule"] == "malformed_http" and problem["errors"][0]["field"] == "request", problem
         assert system.services["catalog"].app.max_position() == 0
         system.post("/catalog/topics", TOPIC, expect=201)
+
+
+def test_an_answers_writes_in_one_turn_leave_in_one_send_and_closing_sends_what_is_held() -> None:
+    sent: list[bytes] = []
+
+    class Transport:  # what the event loop's transport is to ``_Corked``
+        def write(self, data: bytes) -> None:
+            sent.append(data)
+
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None:
+            sent.append(b"<closed>")
+
+        def abort(self) -> None:
+            sent.append(b"<aborted>")
+
+        def get_extra_info(self, name: str) -> str:
+            return name
+
+    async def turns() -> None:
+        corked = _Corked(Transport())  # type: ignore[arg-type]
+        corked.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        corked.write(b"{}")
+        assert sent == []
+        await asyncio.sleep(0)  # the turn ends
+        assert sent == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+        corked.writelines([b"a", b"b"])
+        corked.close()  # what is held goes first
+        assert sent[1:] == [b"ab", b"<closed>"]
+        await asyncio.sleep(0)
+        assert len(sent) == 3  # and only once
+        corked.write(b"dropped")
+        corked.abort()  # as the transport drops its own buffer
+        await asyncio.sleep(0)
+        assert sent[3:] == [b"<aborted>"] and corked.get_extra_info("peername") == "peername"
+
+    asyncio.run(turns())
 
 
 def _middleware(app: Any, kind: type) -> Any:
