@@ -27,7 +27,7 @@ from shared.domain import EventTooLarge, NotFound
 from shared.envelope import CloudEvent, event_id
 from shared.groupcommit import RECORDERS
 from shared.stores import one_statement, store_env
-from shared.transcoder import WIDE, OrjsonTranscoder
+from shared.transcoder import NESTED, OrjsonTranscoder, Wide, read_marked
 
 T = TypeVar("T", bound=Aggregate)
 
@@ -110,24 +110,14 @@ class _NotPlain(Exception):
     """A stored value ``plain_state`` cannot give plainly: the mapper reads it."""
 
 
-def _unmarked(value: Any) -> Any:
-    kind = type(value)
-    if kind is dict:
-        if len(value) == 2 and "_type_" in value and "_data_" in value:  # as the transcoder decides
-            convert = _MARKED.get(value["_type_"])
-            if convert is None:
-                raise _NotPlain(value["_type_"])
-            return convert(value["_data_"])
-        # Most values are plain: a call each for them was most of reading a stored event.
-        return {k: _unmarked(v) if type(v) in _NESTED else v for k, v in value.items()}
-    if kind is list:
-        return [_unmarked(v) if type(v) in _NESTED else v for v in value]
-    if kind is float and abs(value) >= WIDE:
-        raise _NotPlain("an integer beyond 64 bits, perhaps")
+def _plain_marked(value: dict[str, Any]) -> Any:
+    """A value the transcoder marked, as ``_plain`` has it; one it cannot give plainly raises."""
+    if "_type_" in value and "_data_" in value:  # as the transcoder decides
+        convert = _MARKED.get(value["_type_"])
+        if convert is None:
+            raise _NotPlain(value["_type_"])
+        return convert(value["_data_"])
     return value
-
-
-_NESTED = frozenset({dict, list, float})
 
 
 def plain_state(mapper: Mapper[UUID], stored: bytes) -> dict[str, Any] | None:
@@ -139,10 +129,10 @@ def plain_state(mapper: Mapper[UUID], stored: bytes) -> dict[str, Any] | None:
         state = orjson.loads(stored)
         if type(state) is not dict:
             return None
-        for key, value in state.items():
-            if type(value) in _NESTED:
-                state[key] = _unmarked(value)
-    except (_NotPlain, orjson.JSONDecodeError):
+        for key, value in state.items():  # its values: the state itself is an event's fields
+            if type(value) in NESTED:
+                state[key] = read_marked(value, _plain_marked)
+    except (_NotPlain, Wide, orjson.JSONDecodeError):
         return None
     return state
 

@@ -10,10 +10,10 @@ A save that arrives alone is committed alone.
 
 The transaction is written on a sqlite3 connection of the saves' own (``connection``), not
 through eventsourcing's pool, cursor and transaction wrappers, which cost a fifth of a lone
-save's time (about 30 µs against the 150-200 µs of its statements and commit). It begins ``IMMEDIATE``: the write lock is
-taken, or waited for, before the first statement, so a save whose first statement reads
-(a returning person's key checked) is never refused halfway for a write that another
-connection made meanwhile, as a deferred transaction is.
+save's time (about 30 µs against the 150-200 µs of its statements and commit). It begins
+``IMMEDIATE``: the write lock is taken, or waited for, before the first statement, so a save
+whose first statement reads (a returning person's key checked) is never refused halfway for
+a write that another connection made meanwhile, as a deferred transaction is.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnection
 from eventsourcing.utils import retry
 
-from shared.stores import one_statement, adapt_connections
+from shared.stores import adapt_connections, one_statement
 
 #: Saves committed in one transaction at most: a bound on how long the first one waits.
 GROUP_LIMIT = 64
@@ -52,7 +52,7 @@ class GroupedSQLiteRecorder(SQLiteApplicationRecorder):
     """eventsourcing's SQLite application recorder, committing concurrent saves together."""
 
     def __init__(self, datastore: Any, *args: Any, **kwargs: Any):
-        adapt_connections(datastore)  # the store's other writes (keys erased, adopted)
+        adapt_connections(datastore)  # every connection the pool makes, the saves' own included
         super().__init__(datastore, *args, **kwargs)
         self._queue: list[_Save] = []
         self._queue_lock = threading.Lock()

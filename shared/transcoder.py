@@ -16,6 +16,7 @@ integer beyond 64 bits: a float of 2**63 or more, to be safe) is read by the sta
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -28,28 +29,45 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 #: the event goes to the standard decoder (a regular expression looking for long numbers in
 #: the JSON first cost four times orjson's whole read).
 WIDE = 2.0**63
+#: What ``read_marked`` looks into: containers, and floats (a wide one).
+NESTED = frozenset({dict, list, float})
 
 
-class _Wide(Exception):
-    pass
+class Wide(Exception):
+    """A float orjson read where the JSON may have held an integer beyond 64 bits."""
+
+
+def read_marked(value: Any, marked: Callable[[dict[str, Any]], Any]) -> Any:
+    """``value`` as orjson read it, each nested dict of two keys given to ``marked``,
+    innermost first, as the standard decoder's ``object_hook`` is; ``Wide`` for a float of
+    2**63 or more. Dicts are changed in place: they are the read's own."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(item) in NESTED:
+                value[key] = read_marked(item, marked)
+        return marked(value) if len(value) == 2 else value
+    if kind is list:
+        return [read_marked(v, marked) if type(v) in NESTED else v for v in value]
+    if kind is float and abs(value) >= WIDE:
+        raise Wide
+    return value
 
 
 def _alike(value: Any) -> bool:
     kind = type(value)
-    if kind in _LEAVES:
-        return True
     if kind is dict:
-        return all(type(k) is str and _alike(v) for k, v in value.items())
+        return all(type(k) is str and (type(v) in _LEAVES or _alike(v)) for k, v in value.items())
     if kind is list or kind is tuple:
-        return all(_alike(v) for v in value)
-    return False
+        return all(type(v) in _LEAVES or _alike(v) for v in value)
+    return kind in _LEAVES
 
 
 class OrjsonTranscoder(JSONTranscoder):
     """eventsourcing's ``JSONTranscoder``, its work done by orjson where the result is the same."""
 
     def encode(self, obj: Any) -> bytes:
-        if type(obj) is dict and all(type(k) is str and (type(v) in _LEAVES or _alike(v)) for k, v in obj.items()):
+        if type(obj) is dict and _alike(obj):
             try:
                 return orjson.dumps(obj, default=self._encode_obj, option=_OPTIONS)
             except orjson.JSONEncodeError:
@@ -58,24 +76,6 @@ class OrjsonTranscoder(JSONTranscoder):
 
     def decode(self, data: bytes) -> Any:
         try:
-            return self._marked(orjson.loads(data))
-        except (orjson.JSONDecodeError, _Wide):  # what only the standard decoder reads (NaN, huge integers)
+            return read_marked(orjson.loads(data), self._decode_obj)
+        except (orjson.JSONDecodeError, Wide):  # what only the standard decoder reads (NaN, huge integers)
             return super().decode(data)
-
-    def _marked(self, value: Any) -> Any:
-        """``value`` with each nested dict given to ``_decode_obj``, innermost first, as the
-        standard decoder's ``object_hook`` is."""
-        kind = type(value)
-        if kind is dict:
-            for key, item in value.items():
-                if type(item) in _NESTED:
-                    value[key] = self._marked(item)
-            return self._decode_obj(value) if len(value) == 2 else value
-        if kind is list:
-            return [self._marked(v) if type(v) in _NESTED else v for v in value]
-        if kind is float and abs(value) >= WIDE:
-            raise _Wide
-        return value
-
-
-_NESTED = frozenset({dict, list, float})

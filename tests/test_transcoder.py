@@ -34,8 +34,8 @@ class Kind(str, Enum):
 _leaves = (st.none() | st.booleans() | st.integers() | st.floats() | st.text()
            | st.uuids() | st.decimals(allow_nan=False) | st.sampled_from(list(Kind))
            | st.datetimes(timezones=st.just(timezone(timedelta(hours=8)))))
-_values = st.recursive(_leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-                       max_leaves=20)
+_values = st.recursive(
+    _leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4), max_leaves=20)
 
 
 def _same(a: Any, b: Any) -> bool:
