@@ -171,7 +171,10 @@ class EmbeddedBroker:
             if out is not subprocess.DEVNULL:
                 out.close()
         if self.pid_file:
-            self.pid_file.write_text(f"{self.process.pid}\n")
+            # Whole or not at all: a reader (an operator's script, a later run) never sees it empty.
+            partial = self.pid_file.with_name(self.pid_file.name + ".new")
+            partial.write_text(f"{self.process.pid}\n")
+            partial.replace(self.pid_file)
         deadline = time.monotonic() + timeout
         while not port_open(self.port):
             if self.process.poll() is not None:
