@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import struct
@@ -23,6 +24,7 @@ from aiokafka.errors import (
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import RecordMetadata
@@ -58,6 +60,11 @@ def _creation_lock() -> asyncio.Lock:
         lock = _creation_locks[loop] = asyncio.Lock()
     return lock
 
+
+#: Topic → how many times this process deleted it and created it again
+#: (``BrokerProbe._recreate_unreadable``). A consumer that read some of the old log would
+#: wait beyond the new one's end; ``shared.watchdog`` has it read the new log from its start.
+recreations: collections.Counter[str] = collections.Counter()
 
 #: Broker refusals that no retry can fix: the message itself is the problem.
 UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
@@ -176,7 +183,9 @@ class BrokerProbe:
         """
         try:
             async with _creation_lock():
-                return await self._create_missing(topics)
+                created = await self._create_missing(topics)
+                await self._recreate_unreadable(created)
+                return created
         except BaseException:
             await self.close()
             raise
@@ -186,13 +195,91 @@ class BrokerProbe:
         existing = set(await admin.list_topics())
         missing = [t for t in (self.settings.topic(t) for t in topics) if t not in existing]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([
-                    NewTopic(t, self.settings.kafka_partitions, self.settings.kafka_replication)
-                    for t in missing
-                ])
+            await self._create(admin, missing)
             log.info("topics created", topics=missing)
         return missing
+
+    async def _create(self, admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([
+                NewTopic(t, self.settings.kafka_partitions, self.settings.kafka_replication) for t in topics
+            ])
+
+    async def _recreate_unreadable(self, created: list[str]) -> None:
+        """A topic just created over records the broker took before it existed is
+        deleted and created again, empty.
+
+        The embedded broker takes records for a topic that does not exist (a
+        producer's retry reaching it the moment it restarted, before anyone created
+        its topics). Once the topic is created, it answers ListOffsets from those
+        records and Fetch from the new, empty log: readers wait for ever, and records
+        produced later are lost. Deleting and creating the topic clears both; the
+        relays then find the offsets they were given gone and publish again. Only
+        at its creation can a topic come to this, so only the topics created here
+        are looked at, and only they are ever deleted.
+        """
+        suspects = await self._unreadable(created)
+        for attempt in range(5):
+            if not suspects:
+                return
+            await asyncio.sleep(0.2)  # a second look: a leader's watermark may trail for a moment
+            suspects = await self._unreadable(suspects)
+            if not suspects:
+                return
+            log.error("the broker cannot serve the records it holds for topics it just created; "
+                      "creating them again", topics=suspects, attempt=attempt + 1)
+            admin, _ = await self._open()
+            await admin.delete_topics(suspects)
+            await self._wait_until_gone(admin, suspects)
+            await self._create(admin, suspects)
+            recreations.update(suspects)
+            suspects = await self._unreadable(suspects)
+        if suspects:
+            log.error("the broker cannot serve these topics", topics=suspects)
+
+    async def _wait_until_gone(self, admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+        for _ in range(50):
+            if not set(topics) & set(await admin.list_topics()):
+                return
+            await asyncio.sleep(0.1)
+
+    async def _unreadable(self, topics: list[str]) -> list[str]:
+        """Those of ``topics`` with a partition that lists an end no fetch can reach.
+
+        On Kafka a partition's listed end and its high watermark as a fetch reports it
+        are the same. The embedded broker lists the start of its last batch + 1, at
+        or below the true end, except for a topic created over records it took
+        while the topic did not exist: those it lists but never fetches.
+        """
+        if not topics:
+            return []
+        _, consumer = await self._open()
+        client = consumer._client  # noqa: SLF001 - a fetch of watermarks only, no consumer state
+        for _ in range(20):  # a topic just created may take a moment to show its partitions
+            await client.force_metadata_update()
+            if all(consumer.partitions_for_topic(t) for t in topics):
+                break
+            await asyncio.sleep(0.1)
+        wanted = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        if not wanted:
+            return []
+        listed = {(tp.topic, tp.partition): n for tp, n in (await consumer.end_offsets(wanted)).items()}
+        by_leader: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+        for tp in wanted:
+            leader = client.cluster.leader_for_partition(tp)
+            if leader is not None and leader >= 0:
+                by_leader.setdefault(leader, {}).setdefault(tp.topic, []).append(
+                    (tp.partition, listed[(tp.topic, tp.partition)], 1))
+        unreadable = set()
+        for leader, asked in by_leader.items():
+            # At the listed end: on Kafka nothing comes back; on the embedded broker, its
+            # last batch. (With no wait at all, the embedded broker answers with no topics.)
+            response = await client.send(leader, FetchRequest(1, 0, 1 << 20, 0, list(asked.items())))
+            for topic, partitions in response.topics:
+                for partition, error_code, highwater, *_ in partitions:
+                    if error_code == 0 and 0 <= highwater < listed[(topic, partition)]:
+                        unreadable.add(topic)
+        return sorted(unreadable)
 
     async def end_offsets(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
         """The next offset of every partition of ``topics`` (as named on the broker).

@@ -16,7 +16,7 @@ public outcome, where it has one). What it guarantees:
   (and after any failure) the relay recreates missing topics with the configured
   partitions and compares each partition's end offset with the offsets the broker
   acknowledged to it; an end below them means the broker came back without its
-  data, and the relay publishes the whole store again.
+  data, and the relay publishes the whole store again, once its topics exist.
 """
 
 from __future__ import annotations
@@ -328,8 +328,14 @@ class Relay(LogFollower):
         return meta.offset < self._offsets.get((meta.topic, meta.partition), 0)
 
     async def _republish_all(self, why: str) -> None:
-        """The broker lost its log: publish the whole store again."""
+        """The broker lost its log: publish the whole store again.
+
+        Its topics first: a broker that restarted empty has none, and the embedded
+        one would take the records for topics that do not exist and then serve none
+        of them (``BrokerProbe.ensure_topics``).
+        """
         await self.settle()
+        await self.probe.ensure_topics()
         self.log.warning("the broker lost its log; publishing the whole store again",
                          topic=self.topic, why=why)
         self._republish_until = max(self._stored, self._position)

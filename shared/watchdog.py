@@ -12,6 +12,8 @@ ends of its topics. A group that is behind and has committed nothing new for
 It also reads the broker's cluster id: a new one is a new cluster whose logs began
 empty (every start of the embedded broker), and every consumer then reads its topics
 again from the start rather than wait beyond the new log's end (``_check_cluster``).
+A topic this process deleted and created again (``shared.kafka.recreations``) is read
+again from the start the same way.
 
 A restart is safe at any moment: the new consumer starts from the group's committed
 offsets (or the earliest, for a group the broker does not know), and every handler
@@ -21,6 +23,7 @@ here recognises an event it already applied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +32,7 @@ from aiokafka import TopicPartition
 
 from shared.config import Settings
 from shared.consumer import consuming
-from shared.kafka import BrokerProbe
+from shared.kafka import BrokerProbe, recreations
 from shared.logs import get_logger
 
 
@@ -53,8 +56,13 @@ class ConsumerWatchdog:
         self.log = get_logger("watchdog")
         self._seen: dict[str, _Seen] = {}
         self._cluster: str | None = None
+        self._recreations = dict(recreations)
 
     async def run(self) -> None:
+        # The cluster the consumers started on, at once: a broker that restarts before the
+        # first check would otherwise be taken for the one they started on.
+        with contextlib.suppress(Exception):
+            self._cluster = await self.probe.cluster_id()
         while True:
             await asyncio.sleep(self.settings.broker_check_interval)
             try:
@@ -66,6 +74,7 @@ class ConsumerWatchdog:
 
     async def check(self) -> None:
         await self._check_cluster()
+        await self._check_recreated()
         # One look at the topics' ends for all groups: several follow the same topics.
         every = await self.probe.end_offsets({t for _, _, sub in self.subscribers
                                               for t in sub.topic_names_for_subscribe})
@@ -111,11 +120,26 @@ class ConsumerWatchdog:
             return
         self.log.warning("the broker is a new cluster; every consumer reads its topics again from the start",
                          was=known, now=cluster)
+        await self._read_again(lambda _: True)
+
+    async def _check_recreated(self) -> None:
+        """A topic deleted and created again (``shared.kafka.recreations``) is a new log,
+        as a new cluster is: its consumers read it again from the start."""
+        changed = {t for t, n in recreations.items() if self._recreations.get(t) != n}
+        if not changed:
+            return
+        self._recreations = dict(recreations)
+        self.log.warning("topics were created again; their consumers read them again from the start",
+                         topics=sorted(changed))
+        await self._read_again(lambda t: t in changed)
+
+    async def _read_again(self, which: Any) -> None:
+        """Every consumer reads the partitions it holds of the topics ``which`` picks from the start."""
         for _, group, subscriber in self.subscribers:
             consumer = getattr(subscriber, "consumer", None)
-            held = _assigned(subscriber)
+            held = [TopicPartition(t, p) for t, p in _assigned(subscriber) if which(t)]
             if consumer is not None and held:
-                await consumer.seek_to_beginning(*(TopicPartition(t, p) for t, p in held))
+                await consumer.seek_to_beginning(*held)
                 self.log.info("reading again from the start", group=group, partitions=len(held))
 
     @staticmethod

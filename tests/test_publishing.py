@@ -17,9 +17,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from shared.envelope import _ID_NAMESPACE, CloudEvent, event_id
 from shared.kafka import (
+    BrokerProbe,
     RecordBatches,
     ensure_topics,
     kafka_options,
@@ -84,3 +87,41 @@ def test_batches_land_where_send_would_with_their_own_offsets(tmp_path: Path, ka
     on_kafka = {(r.partition, r.offset): r.key.decode() for r in read_topic(settings.kafka_bootstrap_servers, batched)}
     assert len(on_kafka) == len(subjects)  # the oversized one never left
     assert {on_kafka[where]: where for where in on_kafka} == acked
+
+
+def test_a_topic_created_over_records_taken_before_it_existed_is_created_again(
+        tmp_path: Path, kafka: KafkaEndpoint) -> None:
+    """A broker that restarted empty gets a producer's retry before anyone created its topics.
+
+    The embedded broker takes such records; once the topic is created it lists them
+    (ListOffsets) but fetches none, and what is produced afterwards is lost. The
+    topic's creation must leave it readable (Kafka refuses the early records instead).
+    """
+    settings = make_settings("sqlite", tmp_path, kafka, None)
+    topic = settings.topic("consultation.catalog.v1")
+
+    async def run() -> list[str]:
+        producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
+        await producer.start()
+        try:
+            client = producer.client
+            # What the retry of a batch in flight does: straight to the partition, no metadata asked.
+            early = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=-1,
+                                              producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+            for i in range(10):
+                early.append(i, timestamp=None, key=b"k", value=b"early", headers=[])
+            node = next(iter(client.cluster.brokers())).nodeId
+            await client.send(node, ProduceRequest(transactional_id=None, required_acks=-1, timeout=10_000,
+                                                   topics=[(topic, [(0, bytes(early.build()))])]))
+            probe = BrokerProbe(settings)
+            try:
+                created = await probe.ensure_topics(["consultation.catalog.v1"])
+            finally:
+                await probe.close()
+            await producer.send_and_wait(topic, b"after", key=b"k", partition=0)
+            return created
+        finally:
+            await producer.stop()
+
+    assert asyncio.run(run()) == [topic]
+    assert [r.value for r in read_topic(settings.kafka_bootstrap_servers, topic)] == [b"after"]

@@ -8,12 +8,14 @@ its ports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,8 +31,10 @@ from tests.test_spine import TOPIC, _ok, _steps
 class ConsultUp:
     """``consult up`` in its own process group, its log captured to a file."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, broker_port: int | None = None):
+    def __init__(self, data_dir: Path, port: int | None = None, broker_port: int | None = None,
+                 env: dict[str, str] | None = None):
         self.data_dir = data_dir
+        self.env = env or {}
         self.port = port or free_port()
         self.broker_port = broker_port or free_port()
         self.log_path = data_dir.parent / f"consult-{self.port}.log"
@@ -43,6 +47,7 @@ class ConsultUp:
     def start(self, wait: bool = True) -> ConsultUp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSULT_", "KAFKA_"))}
         env["CONSULT_LOG_FORMAT"] = "json"
+        env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "shared.cli", "up", "--port", str(self.port),
@@ -171,5 +176,52 @@ def test_a_broker_that_dies_is_restarted_and_caught_up(data_dir: Path) -> None:
         parsed = [json.loads(line) for line in outage]
         assert any(p.get("event") == "embedded broker died; restarting it" for p in parsed)
         assert len(outage) < 400, f"{len(outage)} log lines for one broker restart"
+    finally:
+        up.stop()
+
+
+def test_a_broker_killed_under_load_loses_nothing(data_dir: Path) -> None:
+    """The broker dies while topics pour in and the relays have batches in flight: every
+    accepted topic reaches the new broker, readable, and the trace."""
+    up = ConsultUp(data_dir, env={"CONSULT_RATE_LIMIT_WRITES": "100000/second"}).start()
+    try:
+        auth = cli_token(up.data_dir)
+        accepted: list[str] = []
+        stop = threading.Event()
+
+        def client(n: int) -> None:
+            with httpx.Client(base_url=up.base, headers=auth, timeout=30) as http:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    with contextlib.suppress(httpx.HTTPError):
+                        response = http.post("/catalog/topics", json={**TOPIC, "title": f"负载{n}-{i}"})
+                        if response.status_code == 201:
+                            accepted.append(response.json()["id"])
+
+        clients = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for thread in clients:
+            thread.start()
+        try:
+            wait_for(lambda: len(accepted) >= 200, 30, "load under way")
+            first = up.broker_pid()
+            os.kill(first, signal.SIGKILL)
+            wait_for(lambda: up.broker_pid() != first and port_open(up.broker_port), 30, "a new broker")
+            time.sleep(1.5)  # and more topics while the relays publish everything again
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(30)
+        bootstrap = f"127.0.0.1:{up.broker_port}"
+
+        def missing() -> set[str]:
+            return set(accepted) - {r.key.decode() for r in read_topic(bootstrap, "consultation.catalog.v1")}
+
+        wait_for(lambda: not missing(), 60, "every accepted topic on the new broker")
+        last = accepted[-1]
+        wait_for(lambda: _steps(up.base, last, auth) == 1, 60, "the last topic in the trace")
+        for topic_id in accepted[:: max(1, len(accepted) // 20)]:
+            wait_for(lambda t=topic_id: _steps(up.base, t, auth) == 1, 30, f"topic {topic_id} in the trace")
+        wait_for(lambda: httpx.get(f"{up.base}/feedback/health").json()["status"] == "ok", 60, "healthy")
     finally:
         up.stop()
