@@ -179,7 +179,7 @@ class Service:
     async def health(self) -> tuple[dict[str, Any], int]:
         """200 when the store and the broker answer (the contract); ``status`` says
         ``degraded`` with the ``problems`` when events are parked, the relay is far
-        behind or stuck, or a consumer stopped."""
+        behind or stuck, or a consumer stopped or stalled."""
         stored: int | None = None
         with contextlib.suppress(Exception):
             stored = await asyncio.to_thread(self.app.max_position)
@@ -197,6 +197,8 @@ class Service:
         consumers = [consumer_state(sub, p, g) | self.watchdog.state(g) for p, g, sub in self.subscribers]
         if self.broker_connected:
             problems += [f"consumer {c['group']} is not running" for c in consumers if not c["running"]]
+            problems += [f"consumer {c['group']} is {c['behind']} behind and has committed nothing "
+                         f"for {c['stalled_for']} s" for c in consumers if c["running"] and c["stalled_for"]]
         reachable = stored is not None and broker
         body = {
             "service": self.name, "status": "ok" if not problems else "degraded",

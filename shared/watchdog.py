@@ -39,7 +39,10 @@ from shared.logs import get_logger
 @dataclass
 class _Seen:
     committed: dict[tuple[str, int], int]
+    #: Since when the group is waited for: its last progress, or its consumer's last restart.
     since: float
+    #: Its last progress (a new commit, or nothing left to read); restarts leave it be.
+    progressed: float = 0.0
     restarts: int = 0
     behind: dict[str, int] = field(default_factory=dict)
 
@@ -90,9 +93,10 @@ class ConsumerWatchdog:
         held = _assigned(subscriber)
         behind = {f"{t}[{p}]": end - committed.get((t, p), 0) for (t, p), end in ends.items()
                   if committed.get((t, p), 0) < end and (not held or (t, p) in held)}
-        seen = self._seen.setdefault(group, _Seen(committed, now))
+        seen = self._seen.setdefault(group, _Seen(committed, now, now))
         if committed != seen.committed or not behind:
             seen.committed, seen.since = committed, now  # progress, or nothing to wait for
+            seen.progressed = now
         seen.behind = behind
         if not consuming(subscriber):
             why = "its consumer stopped"
@@ -148,11 +152,15 @@ class ConsumerWatchdog:
         await subscriber.start()
 
     def state(self, group: str) -> dict[str, Any]:
-        """What ``health`` shows of a group: how far behind at the last check, and restarts."""
+        """What ``health`` shows of a group: how far behind at the last check, restarts,
+        and for how long it has been behind without committing anything (a problem once
+        past ``consumer_stall_after``, restarts or not)."""
         seen = self._seen.get(group)
         if seen is None:
-            return {"behind": None, "restarts": 0}
-        return {"behind": sum(seen.behind.values()), "restarts": seen.restarts}
+            return {"behind": None, "restarts": 0, "stalled_for": None}
+        stalled = time.monotonic() - seen.progressed if seen.behind else 0.0
+        return {"behind": sum(seen.behind.values()), "restarts": seen.restarts,
+                "stalled_for": round(stalled) if stalled >= self.settings.consumer_stall_after else None}
 
     async def close(self) -> None:
         await self.probe.close()

@@ -63,6 +63,29 @@ def test_a_consumer_alive_but_not_consuming_is_restarted(tmp_path: Path, kafka: 
         assert _consumer(system, group)["restarts"] == restarts
 
 
+def test_a_consumer_that_stays_behind_is_a_problem_in_health(tmp_path: Path, kafka: KafkaEndpoint) -> None:
+    """Restarts that do not help must not leave health saying ok while a read model waits."""
+    with RunningSystem(_watched(tmp_path, kafka), ["catalog", "feedback"]) as system:
+        system.wait_trace(propose(system, title="看门之前"), 1)
+        subscriber, group = _trace_consumer(system)
+        watchdog = system.services["feedback"].watchdog
+
+        async def restart_in_vain(sub: Any) -> None:  # as when the broker serves it nothing
+            sub.consumer.pause(*sub.consumer.assignment())
+
+        watchdog._restart = restart_in_vain
+        _in_loop(system, "feedback", lambda: subscriber.consumer.pause(*subscriber.consumer.assignment()))
+        propose(system, title="停住之后")
+        health = wait_for(lambda: (h := system.get("/feedback/health"))["status"] == "degraded" and h, 30,
+                          "health degraded")
+        assert any(group in p and "committed nothing" in p for p in health["problems"]), health["problems"]
+        state = _consumer(system, group)
+        assert state["stalled_for"] >= 3 and state["behind"] >= 1, state
+        del watchdog._restart
+        _in_loop(system, "feedback", lambda: subscriber.consumer.resume(*subscriber.consumer.assignment()))
+        wait_for(lambda: system.get("/feedback/health")["status"] == "ok", 30, "ok again")
+
+
 def test_a_consume_loop_that_ended_is_restarted(tmp_path: Path, kafka: KafkaEndpoint) -> None:
     with RunningSystem(_watched(tmp_path, kafka), ["catalog", "feedback"]) as system:
         subscriber, group = _trace_consumer(system)
