@@ -66,6 +66,9 @@ def _creation_lock() -> asyncio.Lock:
 #: wait beyond the new one's end; ``shared.watchdog`` has it read the new log from its start.
 recreations: collections.Counter[str] = collections.Counter()
 
+#: An offset no log reaches: a fetch there asks only for the partition's watermark.
+_FAR = 1 << 62
+
 #: Broker refusals that no retry can fix: the message itself is the problem.
 UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
@@ -244,62 +247,60 @@ class BrokerProbe:
             await asyncio.sleep(0.1)
 
     async def _unreadable(self, topics: list[str]) -> list[str]:
-        """Those of ``topics`` with a partition that lists an end no fetch can reach.
-
-        On Kafka a partition's listed end and its high watermark as a fetch reports it
-        are the same. The embedded broker lists the start of its last batch + 1, at
-        or below the true end, except for a topic created over records it took
-        while the topic did not exist: those it lists but never fetches.
-        """
+        """Those of ``topics`` with a partition that lists an end no fetch can reach."""
         if not topics:
             return []
-        _, consumer = await self._open()
-        client = consumer._client  # noqa: SLF001 - a fetch of watermarks only, no consumer state
         for _ in range(20):  # a topic just created may take a moment to show its partitions
-            await client.force_metadata_update()
-            if all(consumer.partitions_for_topic(t) for t in topics):
+            listed, readable = await self._ends(topics)
+            if {t for t, _ in listed} >= set(topics):
                 break
             await asyncio.sleep(0.1)
-        wanted = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
-        if not wanted:
-            return []
-        listed = {(tp.topic, tp.partition): n for tp, n in (await consumer.end_offsets(wanted)).items()}
-        by_leader: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
-        for tp in wanted:
-            leader = client.cluster.leader_for_partition(tp)
-            if leader is not None and leader >= 0:
-                by_leader.setdefault(leader, {}).setdefault(tp.topic, []).append(
-                    (tp.partition, listed[(tp.topic, tp.partition)], 1))
-        unreadable = set()
-        for leader, asked in by_leader.items():
-            # At the listed end: on Kafka nothing comes back; on the embedded broker, its
-            # last batch. (With no wait at all, the embedded broker answers with no topics.)
-            response = await client.send(leader, FetchRequest(1, 0, 1 << 20, 0, list(asked.items())))
-            for topic, partitions in response.topics:
-                for partition, error_code, highwater, *_ in partitions:
-                    if error_code == 0 and 0 <= highwater < listed[(topic, partition)]:
-                        unreadable.add(topic)
-        return sorted(unreadable)
+        return sorted({t for (t, p), n in listed.items() if readable.get((t, p), n) < n})
 
     async def end_offsets(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-        """The next offset of every partition of ``topics`` (as named on the broker).
+        """How far a reader can read each partition of ``topics`` (as named on the broker).
 
         Retention deletes old messages but never moves an end offset back, so an end
         offset below one the broker acknowledged to us means it lost its log.
         """
         try:
-            _, consumer = await self._open()
-            await consumer._client.force_metadata_update()
-            wanted = [
-                TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())
-            ]
-            if not wanted:
-                return {}
-            ends = await consumer.end_offsets(wanted)
-            return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+            listed, readable = await self._ends(topics)
         except BaseException:
             await self.close()
             raise
+        return {**listed, **readable}
+
+    async def _ends(self, topics: Iterable[str]) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        """Each partition's end as ListOffsets lists it, and its high watermark as a fetch
+        reports it, where the broker reports one.
+
+        On Kafka the two are the same, and a fetch far beyond the end is answered
+        OFFSET_OUT_OF_RANGE without a watermark. The embedded broker lists the start of
+        its last batch + 1, below the true end, and answers that fetch with the true
+        watermark and nothing else; except for a topic created over records it took
+        while the topic did not exist: those it lists but never fetches (watermark 0).
+        """
+        _, consumer = await self._open()
+        client = consumer._client  # noqa: SLF001 - a fetch of watermarks only, no consumer state
+        await client.force_metadata_update()
+        wanted = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        if not wanted:
+            return {}, {}
+        listed = {(tp.topic, tp.partition): n for tp, n in (await consumer.end_offsets(wanted)).items()}
+        by_leader: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+        for tp in wanted:
+            leader = client.cluster.leader_for_partition(tp)
+            if leader is not None and leader >= 0:
+                by_leader.setdefault(leader, {}).setdefault(tp.topic, []).append((tp.partition, _FAR, 1))
+        readable: dict[tuple[str, int], int] = {}
+        for leader, asked in by_leader.items():
+            # A wait of 1 ms: with none at all, the embedded broker answers with no topics.
+            response = await client.send(leader, FetchRequest(1, 0, 1 << 16, 0, list(asked.items())))
+            for topic, partitions in response.topics:
+                for partition, error_code, highwater, *_ in partitions:
+                    if error_code == 0 and highwater >= 0 and (topic, partition) in listed:
+                        readable[(topic, partition)] = highwater
+        return listed, readable
 
     async def cluster_id(self) -> str | None:
         """The broker's cluster id: a new one means a new cluster, whose logs begin empty."""

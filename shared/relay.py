@@ -249,10 +249,11 @@ class Relay(LogFollower):
     def _note_offsets(self, results: list[Any]) -> None:
         """Remember, per partition, an end offset the broker must have reached by now.
 
-        Kafka's end offset is the last acknowledged offset + 1. The embedded broker
-        (tansu 0.6) reports the last *batch's first* offset + 1, so the floor kept
-        is the lowest offset acknowledged in this round + 1: every broker's end
-        offset is at least that, unless it lost its log.
+        Kafka's end offset is the last acknowledged offset + 1. The floor kept is the
+        lowest offset acknowledged in this round + 1: every broker's end offset is at
+        least that, unless it lost its log, even one that lists only its last batch's
+        first offset + 1 (the embedded broker's ListOffsets; ``end_offsets`` asks a
+        fetch for the true end).
         """
         lowest: dict[tuple[str, int], int] = {}
         for meta in results:

@@ -125,3 +125,33 @@ def test_a_topic_created_over_records_taken_before_it_existed_is_created_again(
 
     assert asyncio.run(run()) == [topic]
     assert [r.value for r in read_topic(settings.kafka_bootstrap_servers, topic)] == [b"after"]
+
+
+def test_end_offsets_are_where_a_reader_stops(tmp_path: Path, kafka: KafkaEndpoint) -> None:
+    """``BrokerProbe.end_offsets`` (how far behind health says a consumer is, whether a broker
+    lost what it acknowledged) is each partition's true end. The embedded broker's ListOffsets
+    stops at the start of a partition's last batch: 1 for a partition holding one batch."""
+    settings = make_settings("sqlite", tmp_path, kafka, None)
+    asyncio.run(ensure_topics(settings, ["consultation.catalog.v1"]))
+    topic = settings.topic("consultation.catalog.v1")
+
+    async def publish_and_look() -> dict[tuple[str, int], int]:
+        broker = make_broker(settings, "test-ends")
+        await broker.start()
+        batches = RecordBatches(broker)
+        for _ in range(300):
+            await batches.add(topic, _event(str(uuid.uuid4()), "说明"))
+        await batches.flush()
+        await broker.stop()
+        probe = BrokerProbe(settings)
+        try:
+            return await probe.end_offsets([topic])
+        finally:
+            await probe.close()
+
+    ends = asyncio.run(publish_and_look())
+    read: dict[tuple[str, int], int] = {}
+    for record in read_topic(settings.kafka_bootstrap_servers, topic):
+        read[(topic, record.partition)] = max(read.get((topic, record.partition), 0), record.offset + 1)
+    assert sum(read.values()) == 300
+    assert {k: n for k, n in ends.items() if n} == read
