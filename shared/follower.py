@@ -7,12 +7,16 @@ eventsourcing's ``subscribe()`` does not work on SQLite, so both poll the log
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from shared.application import ServiceApplication
 from shared.config import Settings
 from shared.logs import get_logger
 from shared.projection import ViewProjection
+
+#: Seconds a follower may keep failing before health calls it stuck.
+STUCK_AFTER = 30.0
 
 
 class LogFollower:
@@ -32,6 +36,9 @@ class LogFollower:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.caught_up = asyncio.Event()
         self._ahead: tuple[int, asyncio.Future[list[Any]]] | None = None
+        #: Why the last round failed, and since when rounds have failed (None: the last one worked).
+        self.last_error: str | None = None
+        self._failing_since: float | None = None
         app.on_saved(self._saved)
 
     def _saved(self) -> None:
@@ -71,9 +78,17 @@ class LogFollower:
 
     def failed(self, error: BaseException) -> None:
         """Called on each failure, before the pause."""
+        self.last_error = f"{type(error).__name__}: {error}"
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
 
     def succeeded(self) -> None:
         """Called after each round that processed a batch, or found nothing to do."""
+        self.last_error, self._failing_since = None, None
+
+    def failing_for(self) -> float | None:
+        """Seconds every round has failed (a full disk, a store that does not answer), or None."""
+        return None if self._failing_since is None else time.monotonic() - self._failing_since
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()

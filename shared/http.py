@@ -15,7 +15,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from eventsourcing.persistence import RecordConflictError
+from eventsourcing.persistence import InterfaceError, OperationalError, RecordConflictError
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -49,9 +49,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "Malformed request; names each field and rule"},
     429: {"model": Problem, "description": "Too many requests from this caller (rule rate_limited)",
           "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}},
-    503: {"model": Problem, "description": "At capacity: load shed before anything was read (rule overloaded)",
+    503: {"model": Problem, "description": "At capacity: load shed before anything was read (rule overloaded); "
+                                           "or the store cannot serve requests now, a full disk say "
+                                           "(rule store_unavailable)",
           "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}},
 }
+
+#: Seconds a caller is asked to wait when the store could not serve its request.
+STORE_RETRY_AFTER = 5
 
 #: Every route's error answers, with those of access (``shared.access``): a bad token is
 #: refused (401) on any route, a role or body that may not act (403) on protected ones.
@@ -284,6 +289,21 @@ def install_error_handlers(app: FastAPI, max_body: int, body_timeout: float = 30
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc), "rule": "not_found"})
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database cannot serve now (a full disk, a connection lost, a lock held past its
+        # timeout): the request was not wrong, so not 500. A failed save is rolled back,
+        # so nothing of it was stored. The service remembers it for health.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        service = getattr(request.app.state, "services", {}).get(request.url.path.split("/")[1])
+        if service is not None:
+            service.refusals.note(reason, f"{request.method} {request.url.path}")
+        return JSONResponse(status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER)}, content={
+            "detail": f"The store cannot serve requests at the moment ({reason}); nothing was stored. "
+                      f"Try again in {STORE_RETRY_AFTER} s.",
+            "rule": "store_unavailable"})
 
     @app.exception_handler(RecordConflictError)
     async def conflict(_: Request, exc: RecordConflictError) -> JSONResponse:

@@ -37,12 +37,9 @@ from shared.application import ServiceApplication
 from shared.config import DEADLETTER_TOPIC, OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
 from shared.consumer import send_dead_letter
 from shared.envelope import CloudEvent
-from shared.follower import LogFollower
+from shared.follower import STUCK_AFTER, LogFollower
 from shared.kafka import UNPUBLISHABLE, BrokerProbe, Receipt, RecordBatches, publish
 from shared.stores import ViewStore, open_view_store
-
-#: Seconds a relay may keep failing before health calls it stuck.
-STUCK_AFTER = 30.0
 
 
 class RelayState:
@@ -145,8 +142,6 @@ class Relay(LogFollower):
         self._offsets = self.state.offsets()
         self._parked: dict[int, dict[str, Any]] = {}
         self._next_check = 0.0
-        self.last_error: str | None = None
-        self._failing_since: float | None = None
         #: The last round's record of its position and offsets, written off the publishing path.
         self._recording: asyncio.Future[None] | None = None
         self._recording_lock = threading.Lock()
@@ -170,14 +165,6 @@ class Relay(LogFollower):
         if time.monotonic() >= self._next_check:
             await self.check_broker()
             await self._retry_parked()
-
-    def failed(self, error: BaseException) -> None:
-        self.last_error = repr(error)
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
-
-    def succeeded(self) -> None:
-        self.last_error, self._failing_since = None, None
 
     async def process(self, notifications: list[Notification]) -> None:
         batches = RecordBatches(self.broker)
@@ -423,8 +410,9 @@ class Relay(LogFollower):
             problems.append(f"{len(stuck)} event(s) parked, first at position {stuck[0]['position']}")
         if lag > self.settings.relay_lag_alert:
             problems.append(f"{lag} events not yet published")
-        if self._failing_since is not None and time.monotonic() - self._failing_since > STUCK_AFTER:
-            problems.append(f"publishing has failed for {time.monotonic() - self._failing_since:.0f}s"
+        failing = self.failing_for()
+        if failing is not None and failing > STUCK_AFTER:
+            problems.append(f"publishing has failed for {failing:.0f}s"
                             f" at position {self._position + 1}: {self.last_error}")
         return {
             "stored": stored, "published": self._position, "lag": lag,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from shared.application import ServiceApplication
 from shared.clock import Clock
 from shared.config import AUDIT_TOPIC, Settings
 from shared.consumer import attach, consumer_state
-from shared.follower import LogFollower, ProjectionFollower
+from shared.follower import STUCK_AFTER, LogFollower, ProjectionFollower
 from shared.inbound import DESK, InboundCommand, Intake, attach_intake
 from shared.kafka import ensure_topics, make_broker
 from shared.ledger import LedgerFollower
@@ -65,6 +66,42 @@ class ServiceSpec:
     inbound: dict[str, InboundCommand] = field(default_factory=dict)
 
 
+class StoreRefusals:
+    """Requests the store could not serve lately (a full disk, a lost connection, a lock held
+    too long): each was answered 503, and health names the trouble for ``SHOWN`` seconds.
+
+    Reads still work when a disk is full, so without this health said ``ok`` while every
+    command failed. The log has one line when the trouble starts and one every ``LOG_EVERY``
+    seconds while it lasts, with the count, rather than one per refused request.
+    """
+
+    SHOWN = 60.0
+    LOG_EVERY = 10.0
+
+    def __init__(self, log: Any):
+        self.log = log
+        self.count = 0
+        self.reason: str | None = None
+        self._since = self._last = self._logged = 0.0
+
+    def note(self, reason: str, route: str) -> None:
+        now = time.monotonic()
+        if now - self._last > self.SHOWN:
+            self.count, self._since, self._logged = 0, now, 0.0
+        self.count += 1
+        self.reason, self._last = reason, now
+        if now - self._logged >= self.LOG_EVERY:
+            self._logged = now
+            self.log.error("the store could not serve a request; answered 503", reason=reason, route=route,
+                           refused=self.count, since_s=round(now - self._since, 1))
+
+    def problem(self) -> str | None:
+        ago = time.monotonic() - self._last
+        if not self.count or ago > self.SHOWN:
+            return None
+        return f"the store could not serve {self.count} request(s), the last {ago:.0f} s ago: {self.reason}"
+
+
 class Service:
     def __init__(self, spec: ServiceSpec, settings: Settings, clock: Clock | None = None):
         self.spec = spec
@@ -103,6 +140,7 @@ class Service:
         self._unpublished_digests: list[dict[str, Any]] = []
         self.broker_connected = False
         self._tasks: list[asyncio.Task[Any]] = []
+        self.refusals = StoreRefusals(self.log)
 
     def group_id(self, projection: str) -> str:
         return f"{self.settings.group_prefix}.{self.name}.{projection}"
@@ -179,7 +217,8 @@ class Service:
     async def health(self) -> tuple[dict[str, Any], int]:
         """200 when the store and the broker answer (the contract); ``status`` says
         ``degraded`` with the ``problems`` when events are parked, the relay is far
-        behind or stuck, or a consumer stopped or stalled."""
+        behind or stuck, a consumer stopped or stalled, a view's follower keeps failing,
+        or the store lately could not serve a request (a full disk, say)."""
         stored: int | None = None
         with contextlib.suppress(Exception):
             stored = await asyncio.to_thread(self.app.max_position)
@@ -195,6 +234,13 @@ class Service:
             relay["problems"].append("the relay is turned off on this node (CONSULT_RELAY_ENABLED)")
         problems += relay.pop("problems")
         consumers = [consumer_state(sub, p, g) | self.watchdog.state(g) for p, g, sub in self.subscribers]
+        followers = [{"name": f.name, "last_error": f.last_error,
+                      "failing_for": None if (s := f.failing_for()) is None else round(s, 1)}
+                     for f in self.followers]
+        problems += [f"{f['name']} has failed for {f['failing_for']:.0f} s: {f['last_error']}"
+                     for f in followers if f["failing_for"] is not None and f["failing_for"] > STUCK_AFTER]
+        if (refused := self.refusals.problem()) is not None:
+            problems.append(refused)
         if self.broker_connected:
             problems += [f"consumer {c['group']} is not running" for c in consumers if not c["running"]]
             problems += [f"consumer {c['group']} is {c['behind']} behind and has committed nothing "
@@ -203,7 +249,7 @@ class Service:
         body = {
             "service": self.name, "status": "ok" if not problems else "degraded",
             "store": stored is not None, "broker": broker, "problems": problems,
-            "relay": relay, "consumers": consumers,
+            "relay": relay, "consumers": consumers, "followers": followers,
         }
         return body, 200 if reachable else 503
 

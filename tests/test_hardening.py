@@ -8,6 +8,7 @@ or stale embedded broker, ports in use) are in ``test_supervision.py``.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from shared.embedded import EmbeddedBroker, free_port
 from shared.envelope import CloudEvent, event_id
 from shared.workdays import WorkingCalendar
 from tests import steps
+from tests.conftest import KafkaEndpoint, make_settings
 from tests.harness import RunningSystem, produce, read_topic, wait_for
 from tests.test_sessions import planned_topic, schedule
 from tests.test_spine import TOPIC, propose, settings_env
@@ -389,6 +391,51 @@ def test_health_names_a_stuck_relay_and_clears_when_it_recovers(settings: Settin
         assert keys == [waiting]
     finally:
         broker.stop()
+
+
+def test_a_full_store_answers_503_stores_nothing_and_health_says_so(tmp_path: Path, kafka: KafkaEndpoint,
+                                                                   monkeypatch: Any) -> None:
+    """A database that cannot write (a full disk: SQLite's own limit on the connection's pages,
+    the same error) is not the caller's fault: 503 with the reason and ``Retry-After``, nothing
+    stored; health degraded, naming it; a view's follower that keeps failing named too; all of it
+    back to normal once there is room."""
+    import shared.service
+
+    monkeypatch.setattr(shared.service, "STUCK_AFTER", 1.0)
+    settings = make_settings("sqlite", tmp_path, kafka, None)
+    with RunningSystem(settings, ["catalog"]) as system:
+        app = system.services["catalog"].app
+        propose(system, title="有空间时")
+        saves = app.recorder.connection()  # type: ignore[attr-defined]
+        saves.execute(f"PRAGMA max_page_count = {saves.execute('PRAGMA page_count').fetchone()[0]}")
+        accepted = 1
+        for n in range(500):
+            refused = system.http.post("/catalog/topics", json={**TOPIC, "title": f"磁盘将满{n}"})
+            if refused.status_code != 201:
+                break
+            accepted += 1
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["rule"] == "store_unavailable" and refused.headers["Retry-After"] == "5"
+        assert "database or disk is full" in refused.json()["detail"]
+        assert app.max_position() == accepted  # the refused command left nothing
+        health = system.http.get("/catalog/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        assert any(p.startswith("the store could not serve 1 request(s)") and "disk is full" in p
+                   for p in health.json()["problems"])
+        saves.execute("PRAGMA max_page_count = 1073741823")
+        propose(system, title="又有空间")
+
+        # The views' table gone from under the follower (a real error from SQLite, as a full disk is).
+        views = sqlite3.connect(settings.data_dir / "catalog-views.sqlite", isolation_level=None)
+        views.execute("ALTER TABLE view_documents RENAME TO view_documents_away")
+        propose(system, title="视图写不进")
+        stuck = wait_for(lambda: [p for p in system.http.get("/catalog/health").json()["problems"]
+                                  if p.startswith("projection.catalog_views has failed for")], 30, "follower named")
+        assert "no such table" in stuck[0]
+        views.execute("ALTER TABLE view_documents_away RENAME TO view_documents")
+        views.close()
+        wait_for(lambda: all(f["failing_for"] is None for f in system.http.get("/catalog/health").json()["followers"]),
+                 30, "follower recovered")
 
 
 _BUSY_RELAY = """
