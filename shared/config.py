@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     #: Seconds a request's whole body may take to arrive; slower, 408 (a client that trickles
     #: its body would otherwise hold one of the ``max_in_flight`` places for as long as it likes).
     body_timeout: float = Field(30.0, gt=0, le=3600)
+    #: Seconds a request's line and headers may take to arrive, counted from the connection's
+    #: opening or the request's first byte; slower, 408 and the connection closed (one that
+    #: sent nothing is closed). Without it, connections left silent or sent headers a byte at
+    #: a time stayed open for good, until no file descriptor was left for anyone else.
+    head_timeout: float = Field(10.0, gt=0, le=3600)
     #: Largest stored event, in bytes: a command that would record more is refused (422),
     #: so every accepted event fits in a Kafka message (``kafka_max_message_bytes``).
     max_event_bytes: int = 524_288

@@ -224,27 +224,83 @@ class _Corked:
         return getattr(self._transport, name)
 
 
-def http_protocol() -> Any:
+#: The answer to a request whose head (request line and headers) did not arrive in time.
+_HEAD_TOO_SLOW = orjson.dumps({
+    "detail": "The request's line and headers did not arrive in time; the connection is closed. "
+              "Nothing was done.",
+    "rule": "head_timeout",
+    "errors": [{"field": "request", "rule": "head_timeout", "message": "headers not received in time"}]})
+
+
+def http_protocol(head_timeout: float = 10.0) -> Any:
     """uvicorn's HTTP protocol for this service: httptools, answering a request it cannot
     parse (``Content-Length: abc``, a bare LF, a space in a header name) with 400 in the
     contract's error shape and closing the connection, as uvicorn does; an answer's head and
-    body in one send (``_Corked``)."""
+    body in one send (``_Corked``); a connection whose request head has not arrived within
+    ``head_timeout`` seconds closed, with 408 if part of it came.
+
+    uvicorn times out only a connection idle between requests. One opened and left silent,
+    or sent its headers a byte at a time, stayed open for good: a few thousand of them
+    (slowloris) used up the process's file descriptors, and no one else got in.
+    """
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # no httptools on this platform: uvicorn's own choice and answer
         return "auto"
 
     class ProblemHttpToolsProtocol(HttpToolsProtocol):
+        _head_timer: asyncio.TimerHandle | None = None
+        _head_begun = False
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(_Corked(transport))  # type: ignore[arg-type]
+            self._await_head()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head_begun = True
+            if self._head_timer is None:  # the next request on a kept-alive connection
+                self._await_head()
+
+        def on_headers_complete(self) -> None:
+            self._head_arrived()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._head_arrived()
+            super().connection_lost(exc)
+
+        def _await_head(self) -> None:
+            self._head_timer = self.loop.call_later(head_timeout, self._head_too_slow)
+
+        def _head_arrived(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer, self._head_begun = None, False
+
+        def _head_too_slow(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._await_head()  # a pipelined head behind an answer still being made: after it
+                return
+            if self._head_begun:
+                self._answer(b"408 Request Timeout", _HEAD_TOO_SLOW)
+            else:
+                self.transport.close()  # nothing was asked: nothing to answer
 
         def send_400_response(self, msg: str) -> None:
-            head = [b"HTTP/1.1 400 Bad Request\r\n"]
+            self._answer(b"400 Bad Request", _MALFORMED)
+
+        def _answer(self, status: bytes, body: bytes) -> None:
+            """An error in the contract's shape, then the connection closed."""
+            head = [b"HTTP/1.1 " + status + b"\r\n"]
             head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
             head += [b"content-type: application/json\r\n",
-                     b"content-length: " + str(len(_MALFORMED)).encode() + b"\r\n",
+                     b"content-length: " + str(len(body)).encode() + b"\r\n",
                      b"connection: close\r\n\r\n"]
-            self.transport.write(b"".join(head) + _MALFORMED)
+            self.transport.write(b"".join(head) + body)
             self.transport.close()
 
     return ProblemHttpToolsProtocol

@@ -126,7 +126,7 @@ class RunningSystem:
         self.app = create_app(settings, names, clock)
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-                           http=http_protocol())
+                           http=http_protocol(settings.head_timeout))
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.auth = PolicyAuth(self.app, settings)

@@ -8,6 +8,7 @@ or stale embedded broker, ports in use) are in ``test_supervision.py``.
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -436,6 +437,37 @@ def test_a_full_store_answers_503_stores_nothing_and_health_says_so(tmp_path: Pa
         views.close()
         wait_for(lambda: all(f["failing_for"] is None for f in system.http.get("/catalog/health").json()["followers"]),
                  30, "follower recovered")
+
+
+def _exchange(port: int, sent: bytes, wait: float) -> bytes:
+    """What the server sends on a connection given ``sent``, until it closes (or ``wait`` s pass)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as conn:
+        conn.sendall(sent)
+        got = b""
+        try:
+            while chunk := conn.recv(65536):
+                got += chunk
+        except TimeoutError:
+            got += b"<still open>"
+    return got
+
+
+def test_a_request_head_that_does_not_arrive_in_time_is_closed(tmp_path: Path, kafka: KafkaEndpoint) -> None:
+    """Slowloris: connections opened and left silent, or sent half their headers, are closed
+    after ``head_timeout`` (the half-sent ones with 408 in the contract's shape); a kept-alive
+    connection between requests, and a request that arrives in time, are not affected."""
+    settings = make_settings("sqlite", tmp_path, kafka, None, head_timeout=1.0)
+    with RunningSystem(settings, ["catalog"]) as system:
+        half = _exchange(system.port, b"POST /catalog/topics HTTP/1.1\r\nHost: x\r\nContent-Ty", 10)
+        assert half.startswith(b"HTTP/1.1 408 ") and b"<still open>" not in half
+        assert json.loads(half.split(b"\r\n\r\n", 1)[1])["rule"] == "head_timeout"
+        assert _exchange(system.port, b"", 10) == b""  # silent: closed without a word
+        with socket.create_connection(("127.0.0.1", system.port), timeout=10) as conn:
+            for _ in range(2):  # 1.5 s apart on one connection: keep-alive is not the head's clock
+                conn.sendall(b"GET /catalog/health HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+                time.sleep(1.5)
+        assert system.http.get("/catalog/health").status_code == 200
 
 
 _BUSY_RELAY = """
