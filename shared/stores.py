@@ -443,6 +443,16 @@ class ViewStoreMixin:
             f"SELECT doc FROM {t} WHERE view = {p} AND key >= {p} AND key < {p} "
             f"AND key LIKE {p} ESCAPE '\\' ORDER BY key"
         )
+        # A page: the next keys after one, in order, at most so many (``page``); as above, with
+        # and without the prefix's range.
+        self.sql_page = (
+            f"SELECT key, doc FROM {t} WHERE view = {p} AND key > {p} "
+            f"AND key LIKE {p} ESCAPE '\\' ORDER BY key LIMIT {p}"
+        )
+        self.sql_page_range = (
+            f"SELECT key, doc FROM {t} WHERE view = {p} AND key > {p} AND key < {p} "
+            f"AND key LIKE {p} ESCAPE '\\' ORDER BY key LIMIT {p}"
+        )
         self.sql_list_all = f"SELECT view, key, doc FROM {t} ORDER BY view, key"
         self.sql_any = f"SELECT 1 FROM {t} LIMIT 1"
         # Steps neither met nor missed (shared.deadlines), in an index of their own by due date.
@@ -461,15 +471,39 @@ class ViewStoreMixin:
     prefix_is_range = False
 
     def _list(self, cursor: Any, view: str, prefix: str) -> list[dict[str, Any]]:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern, upper = self._pattern(prefix)
+        if upper is not None:
+            cursor.execute(self.sql_list_range, (view, prefix, upper, pattern))
+        else:
+            cursor.execute(self.sql_list, (view, pattern))
+        return [self._doc(row) for row in cursor.fetchall()]
+
+    def _pattern(self, prefix: str) -> tuple[str, str | None]:
+        """The LIKE pattern of ``prefix``, and the first key past its range where keys compare
+        by code point (None: the pattern alone decides)."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         last = ord(prefix[-1]) if prefix else 0
         # The next code point bounds the range; none past the last, none into the surrogates.
         if self.prefix_is_range and prefix and (last < 0xD7FF or 0xE000 <= last < 0x10FFFF):
-            after = prefix[:-1] + chr(last + 1)
-            cursor.execute(self.sql_list_range, (view, prefix, after, escaped + "%"))
-        else:
-            cursor.execute(self.sql_list, (view, escaped + "%"))
-        return [self._doc(row) for row in cursor.fetchall()]
+            return pattern, prefix[:-1] + chr(last + 1)
+        return pattern, None
+
+    def page(self, view: str, prefix: str = "", after: str = "", limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``limit`` documents of ``view`` whose keys begin with ``prefix`` and follow the
+        key ``after``, in key order, each with its key (the next page's ``after``).
+
+        A list a client may ask for without bound (the public's) is read this way: each
+        request costs what one page costs, however much the view holds.
+        """
+        self.drain()
+        pattern, upper = self._pattern(prefix)
+        start = max(after, prefix)
+        with one_statement(self.datastore) as cursor:
+            if upper is not None:
+                cursor.execute(self.sql_page_range, (view, start, upper, pattern, limit))
+            else:
+                cursor.execute(self.sql_page, (view, start, pattern, limit))
+            return [(row["key"], self._doc(row)) for row in cursor.fetchall()]
 
     def transaction(self, *trackings: Tracking) -> Any:
         """One atomic change: tracking first (so a concurrent twin waits, then fails)."""

@@ -446,3 +446,45 @@ def test_the_scheduler_loads_only_subjects_with_a_step_already_due(settings: Set
         assert "view_documents_open_steps" in plan, plan
     finally:
         views.datastore.close()
+
+
+def _pages(system: RunningSystem, path: str) -> list[list[str]]:
+    """Every page of a public list, following its ``Link: <…>; rel="next"`` headers (no token)."""
+    pages = []
+    while path:
+        response = system.http.get(path, auth=None)
+        assert response.status_code == 200, response.text
+        pages.append([o["id"] for o in response.json()])
+        link = response.headers.get("link")
+        path = link[1:link.index(">")] if link else ""
+        assert not link or link.endswith('>; rel="next"')
+    return pages
+
+
+def test_the_public_list_of_opinions_comes_a_page_at_a_time(system: RunningSystem, monkeypatch: Any) -> None:
+    """An open list costs what a page holds, not what the store holds: ``limit`` items, at most
+    ``shared.pages.SCAN`` opinions looked at; every public opinion on exactly one page."""
+    import shared.pages
+
+    topic_id = planned_topic(system)
+    made = [steps.opinion(system, topic_id, channel="hotline", name=f"居民{n}", confidential=n == 3)["id"]
+            for n in range(9)]
+    for n, opinion_id in enumerate(made):
+        if n % 4 != 1:  # 1 and 5 stay unanswered; 3 is confidential
+            answer(system, opinion_id)
+    views_caught_up(system)
+    public = [o for n, o in enumerate(made) if n % 4 != 1 and n != 3]
+
+    pages = _pages(system, f"/feedback/public/opinions?topic_id={topic_id}&limit=2")
+    assert [o for page in pages for o in page] == public  # in the order they were made, each once
+    assert all(len(page) == 2 for page in pages[:-1]) and len(pages) == 4
+    assert [o for page in _pages(system, "/feedback/public/opinions?limit=4") for o in page] == public
+    assert _pages(system, f"/feedback/public/opinions?topic_id={topic_id}") == [public]  # 100 by default
+
+    monkeypatch.setattr(shared.pages, "SCAN", 3)  # a page looks at no more than this many
+    scanned = _pages(system, f"/feedback/public/opinions?topic_id={topic_id}&limit=5")
+    assert [o for page in scanned for o in page] == public and max(map(len, scanned)) <= 3
+
+    for query, field in [("limit=0", "limit"), ("limit=501", "limit"), ("after=x", "after")]:
+        problem = system.http.get(f"/feedback/public/opinions?{query}", auth=None)
+        assert problem.status_code == 422 and problem.json()["errors"][0]["field"] == field, problem.text

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -16,6 +16,7 @@ from shared.access import OFFICES, PERSONS, READERS, STAFF, Caller, Forbidden, P
 from shared.domain import NotFound
 from shared.fields import Day, Flag, IdNumber, Line, Name, Phone, Score, Text, items
 from shared.http import ACCESS_RESPONSES, Command, Created
+from shared.pages import LIMIT, link_next
 from shared.service import Service
 from shared.stores import ViewStore
 
@@ -500,9 +501,14 @@ def routes(service: Service) -> APIRouter:
     async def supervision() -> dict[str, Any]:
         return await run(q.supervision, views, app.clock.today(), app.calendar)
 
-    @r.get("/public/opinions", summary="Extension: answered opinions as the public sees them (no person)")
-    async def public_opinions(topic_id: UUID | None = None) -> list[dict[str, Any]]:
-        return await run(q.public_opinions, views, str(topic_id) if topic_id else None)
+    @r.get("/public/opinions", summary="Extension: answered opinions as the public sees them (no person), "
+                                        "a page at a time")
+    async def public_opinions(request: Request, response: Response, topic_id: UUID | None = None,
+                              after: UUID | None = None, limit: int = LIMIT) -> list[dict[str, Any]]:
+        topic = str(topic_id) if topic_id else None
+        items, following = await run(q.public_opinions, views, topic, str(after) if after else None, limit)
+        link_next(request, response, following, topic_id=topic, limit=limit)
+        return items
 
     @r.get("/public/topics/{topic_id}", summary="Extension: a topic's public results and evaluation results")
     async def public_topic(topic_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from shared.books import TopicBook, known_session, known_topic  # noqa: F401 - u
 from shared.config import SERVICE_TOPICS
 from shared.deadlines import close_deadline, elapsed, put_deadline
 from shared.envelope import CloudEvent
+from shared.pages import scan
 from shared.projection import UnprocessableEvent, ViewProjection, existing, need, update
 from shared.stores import ViewStore, ViewTransaction
 from shared.workdays import WorkingCalendar
@@ -330,12 +331,20 @@ _PUBLIC = ("id", "topic_id", "session_id", "channel", "platform_level", "categor
            "submitted_on", "submitted_at", "status")
 
 
-def public_opinions(views: ViewStore, topic_id: str | None) -> list[dict[str, Any]]:
-    """What society sees: answered opinions that are not confidential, without any person."""
-    opinions = topic_opinions(views, topic_id) if topic_id else views.list("opinion")
-    return sorted(({**{k: o.get(k) for k in _PUBLIC}, "answer": _answer(o)}
-                   for o in opinions if not o["confidential"] and _answer(o) is not None),
-                  key=lambda o: (o["submitted_at"], o["id"]))
+def public_opinions(views: ViewStore, topic_id: str | None, after: str | None = None,
+                    limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+    """What society sees: answered opinions that are not confidential, without any person;
+    a page of them (``shared.pages``), and the opinion id the next page follows."""
+
+    def public(o: dict[str, Any] | None) -> dict[str, Any] | None:
+        if o is None or o["confidential"] or _answer(o) is None:
+            return None
+        return {**{k: o.get(k) for k in _PUBLIC}, "answer": _answer(o)}
+
+    if topic_id:
+        return scan(views, "topic_opinion", f"{topic_id}/", after, limit,
+                    lambda link: public(views.get("opinion", link["id"])))
+    return scan(views, "opinion", "", after, limit, public)
 
 
 def evaluation_results(views: ViewStore, topic_id: str) -> dict[str, Any]:

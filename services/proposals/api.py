@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -16,6 +16,7 @@ from shared.domain import NotFound, Refused
 from shared.fields import Day, Flag, Line, Name, Phone, Text, Year, items
 from shared.forms import ContentType
 from shared.http import ACCESS_RESPONSES, Command, Created
+from shared.pages import LIMIT, link_next
 from shared.service import Service
 
 from services.proposals import projections as q
@@ -409,9 +410,13 @@ def routes(service: Service) -> APIRouter:
             raise NotFound(f"Topic {topic_id} is not known to the proposals service (yet)")
         return topic
 
-    @r.get("/public/proposals", summary="Extension: published proposals and their results (no contact data)")
-    async def public() -> list[dict[str, Any]]:
-        return await run(q.public_proposals, views)
+    @r.get("/public/proposals", summary="Extension: published proposals and their results (no contact data), "
+                                         "a page at a time")
+    async def public(request: Request, response: Response, after: UUID | None = None,
+                     limit: int = LIMIT) -> list[dict[str, Any]]:
+        items, following = await run(q.public_proposals, views, str(after) if after else None, limit)
+        link_next(request, response, following, limit=limit)
+        return items
 
     return r
 

@@ -19,6 +19,7 @@ from shared.books import TopicBook, known_topic  # noqa: F401 - used as q.known_
 from shared.config import SERVICE_TOPICS
 from shared.deadlines import close_deadline, put_deadline
 from shared.envelope import CloudEvent
+from shared.pages import scan
 from shared.projection import ViewProjection, existing, need, update
 from shared.stores import ViewStore, ViewTransaction
 from shared.workdays import WorkingCalendar
@@ -272,16 +273,22 @@ def supervision(views: ViewStore, today: date, calendar: WorkingCalendar) -> dic
             "key_proposals": key}
 
 
-def public_proposals(views: ViewStore) -> list[dict[str, Any]]:
-    """Published proposals and their results (001 分工 14(4)): proposers by name and sector, no contact."""
-    published = [p for p in views.list("proposal") if p["published"]]
-    return [{**{k: p[k] for k in ("id", "title", "content", "kind", "sector", "status", "submitted_on",
-                                  "published")},
-             "proposers": [{"name": x["name"], "sector": x.get("sector")} for x in p["proposers"] or []],
-             "collective": p["collective"], "lead_unit": (p["assignment"] or {}).get("lead_unit"),
-             "replies": [{**r["reply"], "round": r["round"]} for r in p["rounds"] if r["reply"]],
-             "ratings": [r["rating"]["rating"] for r in p["rounds"] if r["rating"]]}
-            for p in sorted(published, key=lambda p: (p["published"]["published_on"], p["id"]))]
+def public_proposals(views: ViewStore, after: str | None = None,
+                     limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+    """Published proposals and their results (001 分工 14(4)): proposers by name and sector, no
+    contact; a page of them (``shared.pages``), and the proposal id the next page follows."""
+
+    def public(p: dict[str, Any]) -> dict[str, Any] | None:
+        if not p["published"]:
+            return None
+        return {**{k: p[k] for k in ("id", "title", "content", "kind", "sector", "status", "submitted_on",
+                                     "published")},
+                "proposers": [{"name": x["name"], "sector": x.get("sector")} for x in p["proposers"] or []],
+                "collective": p["collective"], "lead_unit": (p["assignment"] or {}).get("lead_unit"),
+                "replies": [{**r["reply"], "round": r["round"]} for r in p["rounds"] if r["reply"]],
+                "ratings": [r["rating"]["rating"] for r in p["rounds"] if r["rating"]]}
+
+    return scan(views, "proposal", "", after, limit, public)
 
 
 # -- members' duty records ("五个一", 001 §23) ------------------------------------------------
