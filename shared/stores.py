@@ -392,6 +392,10 @@ class ViewReader:
     def list(self, view: str, prefix: str = "") -> list[dict[str, Any]]:
         return self._store._list(self._cursor, view, prefix)
 
+    def lists(self, view: str, prefixes: list[str]) -> list[list[dict[str, Any]]]:
+        """``list(view, prefix)`` of each prefix, in one statement where keys are ranges."""
+        return self._store._lists(self._cursor, view, prefixes)
+
 
 class ViewStoreMixin:
     """Documents keyed by (view, key), written in the transaction that tracks the event.
@@ -446,11 +450,11 @@ class ViewStoreMixin:
         # A page: the next keys after one, in order, at most so many (``page``); as above, with
         # and without the prefix's range.
         self.sql_page = (
-            f"SELECT key, doc FROM {t} WHERE view = {p} AND key > {p} "
+            f"SELECT key, doc FROM {t} WHERE view = {p} AND key >= {p} "
             f"AND key LIKE {p} ESCAPE '\\' ORDER BY key LIMIT {p}"
         )
         self.sql_page_range = (
-            f"SELECT key, doc FROM {t} WHERE view = {p} AND key > {p} AND key < {p} "
+            f"SELECT key, doc FROM {t} WHERE view = {p} AND key >= {p} AND key < {p} "
             f"AND key LIKE {p} ESCAPE '\\' ORDER BY key LIMIT {p}"
         )
         self.sql_list_all = f"SELECT view, key, doc FROM {t} ORDER BY view, key"
@@ -478,6 +482,21 @@ class ViewStoreMixin:
             cursor.execute(self.sql_list, (view, pattern))
         return [self._doc(row) for row in cursor.fetchall()]
 
+    #: The documents of one view under each of many ranges (a JSON array of [first, past]),
+    #: each with its range's place in the array; SQLite only (``prefix_is_range``).
+    sql_lists: str | None = None
+
+    def _lists(self, cursor: Any, view: str, prefixes: list[str]) -> list[list[dict[str, Any]]]:
+        ranges = [self._pattern(prefix)[1] for prefix in prefixes]
+        if self.sql_lists is None or len(prefixes) < 2 or None in ranges:
+            return [self._list(cursor, view, prefix) for prefix in prefixes]
+        # A topic of 20,000 subjects: one statement, not 20,000 (0.9 s to 0.36 s for its trace).
+        found: list[list[dict[str, Any]]] = [[] for _ in prefixes]
+        cursor.execute(self.sql_lists, (orjson.dumps([[p, r] for p, r in zip(prefixes, ranges)]).decode(), view))
+        for row in cursor.fetchall():
+            found[row[0]].append(self._doc(row))
+        return found
+
     def _pattern(self, prefix: str) -> tuple[str, str | None]:
         """The LIKE pattern of ``prefix``, and the first key past its range where keys compare
         by code point (None: the pattern alone decides)."""
@@ -497,13 +516,19 @@ class ViewStoreMixin:
         """
         self.drain()
         pattern, upper = self._pattern(prefix)
-        start = max(after, prefix)
+        # From the prefix itself (a key may be just the prefix), or from the key after ``after``:
+        # that key is read too and left out (no text param can hold the NUL that would follow it).
+        following = bool(after) and after >= prefix
+        start, asked = (after, limit + 1) if following else (prefix, limit)
         with one_statement(self.datastore) as cursor:
             if upper is not None:
-                cursor.execute(self.sql_page_range, (view, start, upper, pattern, limit))
+                cursor.execute(self.sql_page_range, (view, start, upper, pattern, asked))
             else:
-                cursor.execute(self.sql_page, (view, start, pattern, limit))
-            return [(row["key"], self._doc(row)) for row in cursor.fetchall()]
+                cursor.execute(self.sql_page, (view, start, pattern, asked))
+            rows = cursor.fetchall()
+        if following and rows and rows[0]["key"] == after:
+            rows = rows[1:]
+        return [(row["key"], self._doc(row)) for row in rows[:limit]]
 
     def transaction(self, *trackings: Tracking) -> Any:
         """One atomic change: tracking first (so a concurrent twin waits, then fails)."""
@@ -708,6 +733,9 @@ class ViewStoreMixin:
 
 class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
     prefix_is_range = True
+    sql_lists = ("SELECT CAST(p.key AS INTEGER) AS place, d.doc AS doc FROM json_each(?) AS p "
+                 "CROSS JOIN view_documents AS d ON d.view = ? AND d.key >= json_extract(p.value, '$[0]') "
+                 "AND d.key < json_extract(p.value, '$[1]') ORDER BY place, d.key")
 
     def _lock_first(self, cursor: Any) -> None:
         """Take the write lock as the transaction begins (``BEGIN IMMEDIATE``) in a store that

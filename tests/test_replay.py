@@ -287,3 +287,27 @@ def test_prefix_reads_are_exact_on_postgres_whatever_release_made_the_table(
     finally:
         store.datastore.close()
         drop_schemas(settings, settings.schema_prefix)
+
+
+def test_many_prefixes_at_once_and_pages_read_what_one_prefix_reads(settings: Settings) -> None:
+    """``lists`` (a topic's trace: every linked subject's steps, in one statement on SQLite) and
+    ``page`` (the public's lists) give exactly what ``list`` gives, wildcards, the last code
+    points and all."""
+    store = open_view_store(settings, "feedback", "prefixes")
+    try:
+        with store.transaction() as txn:
+            for key in PREFIXED:
+                txn.put("step", key, {"key": key})
+            txn.put("other", "a/1", {"key": "not a step"})
+        prefixes = ["a/", "a", "a/%", "a/_", "中", "b/", "z", "a/\U0010fffd", "\U0010ffff", "a/"]
+        with store.reading() as r:
+            assert r.lists("step", prefixes) == [r.list("step", p) for p in prefixes]
+            assert r.lists("step", []) == []
+        for prefix in ["", "a", "a/", "a/%"]:
+            paged, after = [], ""
+            while page := store.page("step", prefix, after, 2):
+                paged += [doc for _, doc in page]
+                after = page[-1][0]
+            assert paged == store.list("step", prefix), prefix
+    finally:
+        store.datastore.close()

@@ -223,8 +223,8 @@ def trace(views: ViewStore, topic_id: str) -> list[dict[str, Any]] | None:
             return None
         steps = [
             step
-            for link in links
-            for step in r.list("step", prefix=f"{link['subject']}/")
+            for link, linked in zip(links, r.lists("step", [f"{link['subject']}/" for link in links]))
+            for step in linked
             if link.get("whole") or step.get("topic_id") in (None, topic_id)
         ]
         erased = {doc["ref"] for doc in r.list("trace_erased")}
