@@ -352,7 +352,8 @@ def install_error_handlers(app: FastAPI, max_body: int, body_timeout: float = 30
         # The database cannot serve now (a full disk, a connection lost, a lock held past its
         # timeout): the request was not wrong, so not 500. A failed save is rolled back,
         # so nothing of it was stored. The service remembers it for health.
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
         service = getattr(request.app.state, "services", {}).get(request.url.path.split("/")[1])
         if service is not None:
             service.refusals.note(reason, f"{request.method} {request.url.path}")

@@ -107,7 +107,8 @@ def serve(settings: Settings, names: Sequence[str], host: str, port: int) -> Non
     app = create_app(settings, names)
     tune_gc()
     # log_config=None: uvicorn's own lines go through the structured logs (shared.logs).
-    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None, http=http_protocol(settings.head_timeout))
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None,
+                http=http_protocol(settings.head_timeout))
 
 
 def openapi_of(name: str) -> dict:

@@ -490,7 +490,7 @@ class ViewStoreMixin:
         ranges = [self._pattern(prefix)[1] for prefix in prefixes]
         if self.sql_lists is None or len(prefixes) < 2 or None in ranges:
             return [self._list(cursor, view, prefix) for prefix in prefixes]
-        # A topic of 20,000 subjects: one statement, not 20,000 (0.9 s to 0.36 s for its trace).
+        # A topic of 20,000 subjects: one statement, not 20,000 (0.90 s to 0.32 s for its trace).
         found: list[list[dict[str, Any]]] = [[] for _ in prefixes]
         cursor.execute(self.sql_lists, (orjson.dumps([[p, r] for p, r in zip(prefixes, ranges)]).decode(), view))
         for row in cursor.fetchall():

@@ -337,9 +337,10 @@ def public_opinions(views: ViewStore, topic_id: str | None, after: str | None = 
     a page of them (``shared.pages``), and the opinion id the next page follows."""
 
     def public(o: dict[str, Any] | None) -> dict[str, Any] | None:
-        if o is None or o["confidential"] or _answer(o) is None:
+        if o is None or o["confidential"]:
             return None
-        return {**{k: o.get(k) for k in _PUBLIC}, "answer": _answer(o)}
+        answer = _answer(o)
+        return None if answer is None else {**{k: o.get(k) for k in _PUBLIC}, "answer": answer}
 
     if topic_id:
         return scan(views, "topic_opinion", f"{topic_id}/", after, limit,
