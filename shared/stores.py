@@ -482,20 +482,26 @@ class ViewStoreMixin:
             cursor.execute(self.sql_list, (view, pattern))
         return [self._doc(row) for row in cursor.fetchall()]
 
-    #: The documents of one view under each of many ranges (a JSON array of [first, past]),
-    #: each with its range's place in the array; SQLite only (``prefix_is_range``).
+    #: The documents of one view under each of many key ranges, each row with its range's
+    #: place (from 0) as ``place``; where keys compare by code point (``prefix_is_range``).
     sql_lists: str | None = None
 
     def _lists(self, cursor: Any, view: str, prefixes: list[str]) -> list[list[dict[str, Any]]]:
         ranges = [self._pattern(prefix)[1] for prefix in prefixes]
-        if self.sql_lists is None or len(prefixes) < 2 or None in ranges:
+        if self.sql_lists is None or not self.prefix_is_range or len(prefixes) < 2 or None in ranges:
             return [self._list(cursor, view, prefix) for prefix in prefixes]
-        # A topic of 20,000 subjects: one statement, not 20,000 (0.90 s to 0.32 s for its trace).
+        # A topic of 20,000 subjects: one statement, not 20,000 (on SQLite 0.90 s to 0.32 s
+        # for its trace; on PostgreSQL each had been a round trip).
         found: list[list[dict[str, Any]]] = [[] for _ in prefixes]
-        cursor.execute(self.sql_lists, (orjson.dumps([[p, r] for p, r in zip(prefixes, ranges)]).decode(), view))
+        cursor.execute(self.sql_lists, self._lists_args(view, prefixes, ranges))
         for row in cursor.fetchall():
-            found[row[0]].append(self._doc(row))
+            found[row["place"]].append(self._doc(row))
         return found
+
+    @staticmethod
+    def _lists_args(view: str, firsts: list[str], pasts: list[str | None]) -> tuple[Any, ...]:
+        """The ranges as ``sql_lists`` takes them: SQLite, a JSON array of [first, past]."""
+        return orjson.dumps([[f, p] for f, p in zip(firsts, pasts)]).decode(), view
 
     def _pattern(self, prefix: str) -> tuple[str, str | None]:
         """The LIKE pattern of ``prefix``, and the first key past its range where keys compare
@@ -814,6 +820,12 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
             f"INSERT INTO {table} (view, key, doc) "
             "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]) "
             "ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc")
+        # Each range an index scan of its own (LATERAL), the ranges two arrays.
+        self.sql_lists = (
+            "SELECT r.place - 1 AS place, d.doc AS doc "
+            "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(first, past, place) "
+            f"CROSS JOIN LATERAL (SELECT key, doc FROM {table} WHERE view = %s AND key >= r.first "
+            "AND key < r.past) AS d ORDER BY r.place, d.key")
 
     @staticmethod
     def _key_collation(table: str) -> str:
@@ -829,6 +841,10 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(SQL(self._sql_collation))  # type: ignore[arg-type]
             self.prefix_is_range = cursor.fetchone()["collation"] in ("C", "POSIX")
+
+    @staticmethod
+    def _lists_args(view: str, firsts: list[str], pasts: list[str | None]) -> tuple[Any, ...]:
+        return firsts, pasts, view
 
     def unlogged(self) -> None:
         """Write this store's tables past the write-ahead log (a store made to be thrown away,
