@@ -55,8 +55,15 @@ class ConsultUp:
                 env=env, stdout=log, stderr=log, start_new_session=True,
             )
         if wait:
-            wait_for(lambda: _ok(f"{self.base}/catalog/health"), 60, "consult up")
+            wait_for(self._serving, 60, "consult up")
         return self
+
+    def _serving(self) -> bool:
+        """Healthy, and this process is the one answering (it did not exit, on a port taken, say)."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"consult up exited ({self.process.returncode}): {self.log_lines()[-3:]}")
+        return _ok(f"{self.base}/catalog/health")
 
     def broker_pid(self) -> int:
         return int((self.data_dir / "broker.pid").read_text())
