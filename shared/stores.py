@@ -488,7 +488,7 @@ class ViewStoreMixin:
 
     def _lists(self, cursor: Any, view: str, prefixes: list[str]) -> list[list[dict[str, Any]]]:
         ranges = [self._pattern(prefix)[1] for prefix in prefixes]
-        if self.sql_lists is None or not self.prefix_is_range or len(prefixes) < 2 or None in ranges:
+        if self.sql_lists is None or len(prefixes) < 2 or None in ranges:  # None: not a range here
             return [self._list(cursor, view, prefix) for prefix in prefixes]
         # A topic of 20,000 subjects: one statement, not 20,000 (on SQLite 0.90 s to 0.32 s
         # for its trace; on PostgreSQL each had been a round trip).
