@@ -395,6 +395,18 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+def lowest_offsets(results: Iterable[Any]) -> dict[tuple[str, int], int]:
+    """The lowest offset per (topic, partition) among the broker's acknowledgements in
+    ``results`` (anything else in it is passed over)."""
+    lowest: dict[tuple[str, int], int] = {}
+    for meta in results:
+        if isinstance(meta, RecordMetadata):
+            key = (meta.topic, meta.partition)
+            if meta.offset < lowest.get(key, meta.offset + 1):
+                lowest[key] = meta.offset
+    return lowest
+
+
 class Receipt:
     """What became of one message sent through :class:`RecordBatches`, known after ``flush``."""
 
@@ -493,11 +505,19 @@ class RecordBatches:
             batch.future = asyncio.get_running_loop().create_future()
             batch.future.set_exception(error)
 
-    async def flush(self) -> None:
-        """Send what is gathered and wait until every message is acknowledged or has failed."""
+    async def flush(self) -> dict[tuple[str, int], int] | None:
+        """Send what is gathered and wait until every message is acknowledged or has failed.
+
+        When every batch was acknowledged, returns the lowest offset acknowledged per
+        (topic, partition), so a caller need not read every receipt; else None (each
+        receipt then says what became of its message).
+        """
         for (topic, partition), batch in list(self._open.items()):
             await self._submit(topic, partition, batch)
         self._open.clear()
         waiting = [b.future for b in self._submitted if b.future is not None] + self._singles
-        await asyncio.gather(*waiting, return_exceptions=True)
-        self._submitted, self._singles = [], []
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        singles, self._submitted, self._singles = self._singles, [], []
+        if singles or any(isinstance(r, BaseException) for r in results):
+            return None
+        return lowest_offsets(results)

@@ -38,7 +38,7 @@ from shared.config import DEADLETTER_TOPIC, OUTCOMES_TOPIC, SERVICE_TOPICS, Sett
 from shared.consumer import send_dead_letter
 from shared.envelope import CloudEvent
 from shared.follower import STUCK_AFTER, LogFollower
-from shared.kafka import UNPUBLISHABLE, BrokerProbe, Receipt, RecordBatches, publish
+from shared.kafka import UNPUBLISHABLE, BrokerProbe, Receipt, RecordBatches, lowest_offsets, publish
 from shared.stores import ViewStore, open_view_store
 
 
@@ -138,7 +138,7 @@ class Relay(LogFollower):
             self._position = 0
         #: Positions acknowledged beyond ``_position`` (a batch that failed part-way).
         self._acked: set[int] = set()
-        #: Per (topic, partition), an end offset the broker must have reached (see _note_offsets).
+        #: Per (topic, partition), an end offset the broker must have reached (see _raise_floors).
         self._offsets = self.state.offsets()
         self._parked: dict[int, dict[str, Any]] = {}
         self._next_check = 0.0
@@ -191,7 +191,29 @@ class Relay(LogFollower):
             sent.append((position, event, receipts))
         if failure is None and len(notifications) == self.batch_size:
             self.read_ahead(notifications[-1].id)  # read while the broker acknowledges
-        await batches.flush()
+        lowest = await batches.flush()
+        if lowest is None:  # something failed: each event's receipts say what became of it
+            reused, lowest, failure = await self._outcomes(sent, failure)
+        else:  # all acknowledged: the round's lowest offset per partition is all there is to know
+            reused = any(offset < self._offsets.get(key, 0) for key, offset in lowest.items()
+                         if key[0] == self.topic)
+            self._acked.update(position for position, _, _ in sent)
+        if reused:
+            # The broker gave an offset it had already given us: it lost its log.
+            # Everything goes again, what it just took included: a consumer that
+            # kept its old position may skip the start of the new log, and must
+            # find every event again further on (duplicates share their id).
+            await self._republish_all(why="an acknowledgement reused an offset")
+            return
+        self._raise_floors(lowest)
+        await self._advance(notifications)
+        if failure is not None:
+            raise failure
+
+    async def _outcomes(self, sent: list[tuple[int, CloudEvent, list[Receipt]]], failure: BaseException | None
+                        ) -> tuple[bool, dict[tuple[str, int], int], BaseException | None]:
+        """A round in which something failed, event by event: what was acknowledged (and
+        whether an offset was reused, the lowest per partition), what is parked, what failed."""
         reused = False
         acknowledged: list[Any] = []
         for position, event, receipts in sent:
@@ -209,17 +231,7 @@ class Relay(LogFollower):
                 await self._park(position, event, f"refused by the broker: {errors[0]!r}")
             else:
                 failure = failure or errors[0]
-        if reused:
-            # The broker gave an offset it had already given us: it lost its log.
-            # Everything goes again, what it just took included: a consumer that
-            # kept its old position may skip the start of the new log, and must
-            # find every event again further on (duplicates share their id).
-            await self._republish_all(why="an acknowledgement reused an offset")
-            return
-        self._note_offsets(acknowledged)
-        await self._advance(notifications)
-        if failure is not None:
-            raise failure
+        return reused, lowest_offsets(acknowledged), failure
 
     # -- publishing ------------------------------------------------------------------
     def _messages(self, event: CloudEvent) -> list[tuple[str, CloudEvent]]:
@@ -233,7 +245,7 @@ class Relay(LogFollower):
         """One event (and its outcome forms) sent message by message: a retry, or a parked event."""
         return [await publish(self.broker, topic, message) for topic, message in self._messages(event)]
 
-    def _note_offsets(self, results: list[Any]) -> None:
+    def _raise_floors(self, lowest: dict[tuple[str, int], int]) -> None:
         """Remember, per partition, an end offset the broker must have reached by now.
 
         Kafka's end offset is the last acknowledged offset + 1. The floor kept is the
@@ -242,11 +254,6 @@ class Relay(LogFollower):
         first offset + 1 (the embedded broker's ListOffsets; ``end_offsets`` asks a
         fetch for the true end).
         """
-        lowest: dict[tuple[str, int], int] = {}
-        for meta in results:
-            if isinstance(meta, RecordMetadata):
-                key = (meta.topic, meta.partition)
-                lowest[key] = min(lowest.get(key, meta.offset), meta.offset)
         for key, offset in lowest.items():
             self._offsets[key] = max(self._offsets.get(key, 0), offset + 1)
 
@@ -391,7 +398,7 @@ class Relay(LogFollower):
                 await asyncio.to_thread(self.state.park, doc)
                 self.log.error("parked event refused again", position=position, reason=doc["reason"])
                 continue
-            self._note_offsets(list(results))
+            self._raise_floors(lowest_offsets(results))
             doc.update(status="published", published_at=datetime.now(UTC).isoformat())
             await asyncio.to_thread(self.state.park, doc)
             del self._parked[position]

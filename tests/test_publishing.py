@@ -8,6 +8,8 @@ report each message's own offset, and refuse what ``send`` refuses.
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
 import os
 import uuid
 from datetime import UTC, datetime
@@ -155,3 +157,60 @@ def test_end_offsets_are_where_a_reader_stops(tmp_path: Path, kafka: KafkaEndpoi
         read[(topic, record.partition)] = max(read.get((topic, record.partition), 0), record.offset + 1)
     assert sum(read.values()) == 300
     assert {k: n for k, n in ends.items() if n} == read
+
+
+def test_an_acknowledgement_below_one_given_before_publishes_the_store_again(
+        tmp_path: Path, kafka: KafkaEndpoint) -> None:
+    """A broker that lost its log gives offsets it gave before. The relay keeps, per partition,
+    an offset the broker must have reached; a round acknowledged below it is the sign, seen
+    at once, without waiting for the periodic check: everything stored is published again."""
+    from services.catalog.application import CatalogApplication
+    from services.catalog.domain import Topic
+    from shared.relay import Relay
+
+    settings = make_settings("sqlite", tmp_path, kafka, None, broker_check_interval=3600.0)
+    asyncio.run(ensure_topics(settings))
+    app = CatalogApplication(settings)
+
+    def propose(count: int) -> None:
+        app.save(*(Topic(title=f"议题{i}", description="说明", source="npc", proposer="县人大常委会",
+                         content_type="livelihood") for i in range(count)))
+
+    async def relay_through_a_lost_log() -> tuple[int, int]:
+        broker = make_broker(settings, "test-reused")
+        await broker.start()
+        relay = Relay(app, settings, broker)
+        task = asyncio.create_task(relay.run())
+        try:
+            propose(5)
+            while await relay.position() < 5:
+                await asyncio.sleep(0.05)
+            await relay.settle()
+            # As if an earlier log had gone 1,000 further on every partition, then been lost.
+            relay._offsets = {key: offset + 1_000 for key, offset in relay._offsets.items()}  # noqa: SLF001
+            republished = relay._republish_until  # noqa: SLF001
+            propose(5)
+            for _ in range(200):  # the next round sees it, then publishes the store again
+                await asyncio.sleep(0.05)
+                if relay._republish_until == 0 and await relay.position() == 10:  # noqa: SLF001
+                    break
+            return republished, await relay.position()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await relay.probe.close()
+            relay.close()
+            await broker.stop()
+
+    try:
+        republished_before, position = asyncio.run(relay_through_a_lost_log())
+        stored = [e.id for e in app.envelopes(app.notifications(0, 100))]
+    finally:
+        app.close()
+    assert republished_before == 0 and position == 10
+    copies = collections.Counter(json.loads(r.value)["id"]
+                                 for r in read_topic(settings.kafka_bootstrap_servers,
+                                                     settings.topic("consultation.catalog.v1")))
+    # The first five once before and once again; the last five in the round that saw the
+    # reused offsets, and again in the republication.
+    assert copies == {event: 2 for event in stored}, copies
