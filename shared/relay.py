@@ -28,7 +28,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka.structs import RecordMetadata
 from eventsourcing.persistence import Notification, Tracking
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
@@ -193,12 +192,10 @@ class Relay(LogFollower):
             self.read_ahead(notifications[-1].id)  # read while the broker acknowledges
         lowest = await batches.flush()
         if lowest is None:  # something failed: each event's receipts say what became of it
-            reused, lowest, failure = await self._outcomes(sent, failure)
+            lowest, failure = await self._outcomes(sent, failure)
         else:  # all acknowledged: the round's lowest offset per partition is all there is to know
-            reused = any(offset < self._offsets.get(key, 0) for key, offset in lowest.items()
-                         if key[0] == self.topic)
             self._acked.update(position for position, _, _ in sent)
-        if reused:
+        if self._reused(lowest):
             # The broker gave an offset it had already given us: it lost its log.
             # Everything goes again, what it just took included: a consumer that
             # kept its old position may skip the start of the new log, and must
@@ -211,10 +208,9 @@ class Relay(LogFollower):
             raise failure
 
     async def _outcomes(self, sent: list[tuple[int, CloudEvent, list[Receipt]]], failure: BaseException | None
-                        ) -> tuple[bool, dict[tuple[str, int], int], BaseException | None]:
-        """A round in which something failed, event by event: what was acknowledged (and
-        whether an offset was reused, the lowest per partition), what is parked, what failed."""
-        reused = False
+                        ) -> tuple[dict[tuple[str, int], int], BaseException | None]:
+        """A round in which something failed, event by event: what was acknowledged (the
+        lowest offset per partition), what is parked, what failed."""
         acknowledged: list[Any] = []
         for position, event, receipts in sent:
             results = [r.outcome() for r in receipts]
@@ -224,14 +220,13 @@ class Relay(LogFollower):
                 results = await asyncio.gather(*await self._send_alone(event), return_exceptions=True)
                 errors = [r for r in results if isinstance(r, BaseException)]
             if not errors:
-                reused = reused or self._below_acknowledged(results[0])
                 self._acked.add(position)
                 acknowledged += results
             elif any(isinstance(e, UNPUBLISHABLE) for e in errors):
                 await self._park(position, event, f"refused by the broker: {errors[0]!r}")
             else:
                 failure = failure or errors[0]
-        return reused, lowest_offsets(acknowledged), failure
+        return lowest_offsets(acknowledged), failure
 
     # -- publishing ------------------------------------------------------------------
     def _messages(self, event: CloudEvent) -> list[tuple[str, CloudEvent]]:
@@ -315,12 +310,11 @@ class Relay(LogFollower):
                 why=f"end offsets below those acknowledged: {[f'{t}[{p}]' for t, p in behind][:10]}"
                 if behind else "the topic is empty")
 
-    def _below_acknowledged(self, meta: Any) -> bool:
-        """True when the broker acknowledged an offset below one it acknowledged in an
-        earlier round: offsets of a partition only grow, unless the log was lost."""
-        if not isinstance(meta, RecordMetadata):
-            return False
-        return meta.offset < self._offsets.get((meta.topic, meta.partition), 0)
+    def _reused(self, lowest: dict[tuple[str, int], int]) -> bool:
+        """True when the broker acknowledged, on the service's topic, an offset below one it
+        acknowledged in an earlier round: offsets of a partition only grow, unless the log
+        was lost."""
+        return any(offset < self._offsets.get(key, 0) for key, offset in lowest.items() if key[0] == self.topic)
 
     async def _republish_all(self, why: str) -> None:
         """The broker lost its log: publish the whole store again.
