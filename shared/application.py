@@ -20,6 +20,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 from pydantic import BaseModel
 
+from shared import idempotency
 from shared.access import stamp
 from shared.clock import Clock
 from shared.config import Settings
@@ -200,11 +201,45 @@ class ServiceApplication(Application[UUID]):
             else:
                 processing.collect_events(obj)
         processing.saved_kwargs.update(kwargs)
-        recordings = self._record(processing)
+        try:
+            recordings = self._record(processing)
+        except Exception as error:
+            request = idempotency.current.get()
+            if request is not None:
+                created = [e.originator_id for e in processing.events if e.originator_version == 1]
+                if isinstance(error, RecordConflictError) and self._stored_before(request, created):
+                    return []  # nothing of this attempt was stored: the first one's stands
+                # A command that tries again (a raced key, a decision counted meanwhile) makes
+                # the same ids again, as the request sent again will.
+                request.release(created)
+            raise
         self._take_snapshots(processing)
         self._notify(recordings)
         self.notify(processing.events)  # as eventsourcing's save (deprecated there, a no-op here)
         return recordings
+
+    def _stored_before(self, request: idempotency.RequestIds, created: list[UUID]) -> bool:
+        """Whether a save refused for a conflict is a request sent again whose first attempt
+        is stored: an aggregate it creates, under an id derived from the request
+        (``shared.idempotency``), has its first event in the store already."""
+        made = [originator for originator in created if originator in request.issued]
+        if not any(self.recorder.select_events(originator, lte=1) for originator in made):
+            return False
+        request.replayed = True
+        return True
+
+    def created_before(self) -> str | None:
+        """The id of what the request being served created the first time it was sent (with
+        its ``Idempotency-Key``), or None: for a command that would refuse to do again what
+        it did then (a person erased already)."""
+        request = idempotency.current.get()
+        if request is None:
+            return None
+        first = request.peek(0)
+        if not self.recorder.select_events(first, lte=1):
+            return None
+        request.replayed = True
+        return str(first)
 
     # -- followers -------------------------------------------------------------
     def on_saved(self, listener: Callable[[], None]) -> None:

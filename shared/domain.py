@@ -17,6 +17,8 @@ from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.utils import register_topic
 from uuid_utils.compat import uuid7
 
+from shared import idempotency
+
 
 def new_id() -> UUID:
     """A new aggregate's id: a UUID of version 7 (RFC 9562), its first 48 bits the time of
@@ -30,8 +32,12 @@ def new_id() -> UUID:
     in 184–255 µs with random ones (bench/README.md, eighth round). The id tells when the
     aggregate was made, to the millisecond: no more than its first event's time, which
     every view shows.
+
+    Within a request sent with an ``Idempotency-Key``, the id is derived from the request
+    instead (``shared.idempotency``), so that the request sent again makes the same ids.
     """
-    return uuid7()
+    request = idempotency.current.get()
+    return request.next() if request is not None else uuid7()
 
 
 class Aggregate(domain.Aggregate):

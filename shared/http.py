@@ -12,14 +12,16 @@ from typing import Any
 from urllib.parse import unquote
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from eventsourcing.persistence import InterfaceError, OperationalError, RecordConflictError
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared import idempotency
 from shared.domain import EventTooLarge, NotFound, Refused
 
 
@@ -95,6 +97,44 @@ def _problem(status: int, detail: str, rule: str, field: str | None = None) -> J
     if field is not None:
         content["errors"] = [{"field": field, "rule": rule, "message": detail}]
     return JSONResponse(status_code=status, content=content)
+
+
+async def idempotency_key(request: Request, key: str | None = Header(
+        None, alias=idempotency.HEADER, pattern=idempotency.KEY_PATTERN,
+        description="Optional: a key of the client's own (a UUID, say) for this request. Sent again "
+                    "with the same key and body by the same caller, the request creates nothing more "
+                    "and is answered with what the first one created (header Idempotent-Replayed).")) -> None:
+    """A creating route's request with an ``Idempotency-Key``: the ids it makes derive from it
+    (``shared.idempotency``). Runs after the route's access check, which names the caller."""
+    if key is None:
+        return
+    principal = request.scope.get("state", {}).get("principal")
+    ids = idempotency.RequestIds(principal.key if principal is not None else "", request.method,
+                                 request.url.path, key, await request.body())
+    idempotency.current.set(ids)
+    request.scope.setdefault("state", {})["idempotency"] = ids
+
+
+#: ``dependencies=[*allow(...), IDEMPOTENT]`` on a route that creates: it takes an
+#: ``Idempotency-Key`` (after the access check, which names the caller).
+IDEMPOTENT = Depends(idempotency_key)
+
+
+class IdempotentRoute(APIRoute):
+    """A route that says so (``Idempotent-Replayed: true``) when it answered a request sent
+    again, whose first attempt had done the work (``shared.idempotency``)."""
+
+    def get_route_handler(self) -> Any:
+        handle = super().get_route_handler()
+
+        async def handled(request: Request) -> Response:
+            response: Response = await handle(request)
+            ids = request.scope.get("state", {}).get("idempotency")
+            if ids is not None and ids.replayed:
+                response.headers[idempotency.REPLAYED] = "true"
+            return response
+
+        return handled
 
 
 class RequestGuard:

@@ -22,6 +22,7 @@ from shared.clock import Clock
 from shared.config import AUDIT_TOPIC, Settings
 from shared.consumer import attach, consumer_state
 from shared.follower import STUCK_AFTER, LogFollower, ProjectionFollower
+from shared.http import IdempotentRoute
 from shared.inbound import DESK, InboundCommand, Intake, attach_intake
 from shared.kafka import ensure_topics, make_broker
 from shared.ledger import LedgerFollower
@@ -261,7 +262,7 @@ class Service:
         router's routes again at each level of inclusion on every request, which was a
         tenth of the server's time under load (bench/README.md).
         """
-        return APIRouter(prefix=f"/{self.name}", tags=[self.name], **options)
+        return APIRouter(prefix=f"/{self.name}", tags=[self.name], route_class=IdempotentRoute, **options)
 
     def routes(self) -> list[Any]:
         """Every HTTP route of the service, with its prefix: health, then the spec's."""

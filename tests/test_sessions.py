@@ -19,6 +19,7 @@ import pytest
 from services.sessions.application import SessionsApplication
 from services.sessions.domain import Role, Session
 from services.sessions.projections import SessionViews
+from shared.access import Role as Acting
 from shared.clock import FixedClock
 from shared.config import OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
 from shared.replay import differences, rebuild
@@ -191,9 +192,13 @@ def test_a_session_from_plan_to_instruction(system: RunningSystem, clock: FixedC
     waiting = wait_for(lambda: system.get("/sessions/views/awaiting-instruction"), 20, "awaiting instruction")
     assert [s["id"] for s in waiting] == [session]
 
-    instruction = system.post(f"/sessions/{session}/instructions",
-                              {"leader": "县委书记", "text": "抓紧落实，年内见效", "departments": ["县住建局", "县财政局"]},
-                              expect=201).json()["id"]
+    instructed = {"leader": "县委书记", "text": "抓紧落实，年内见效", "departments": ["县住建局", "县财政局"]}
+    keyed = {**system.as_(Acting.government_office), "Idempotency-Key": f"instruction-{session}"}
+    instruction = system.post(f"/sessions/{session}/instructions", instructed, expect=201, headers=keyed).json()["id"]
+    # Sent again with its key (the answer lost): the same instruction, not a second one.
+    again = system.post(f"/sessions/{session}/instructions", instructed, expect=201, headers=keyed)
+    assert (again.json()["id"], again.headers["Idempotent-Replayed"]) == (instruction, "true")
+    assert [i["id"] for i in system.get(f"/sessions/{session}")["instructions"]] == [instruction]
     refused(system, f"/sessions/{session}/instructions/{instruction}/implementation",
             {"department": "县教育局", "note": "x"}, 409, "department_not_tasked")
     system.post(f"/sessions/{session}/instructions/{instruction}/implementation",

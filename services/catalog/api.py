@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 from shared.access import OFFICES, READERS, STAFF, Caller, Forbidden, Principal, Role, allow, only_own
 from shared.fields import Month, Name, Text, Year
 from shared.forms import Form, current_plan_kind
-from shared.http import ACCESS_RESPONSES, Command, Created
+from shared.http import ACCESS_RESPONSES, IDEMPOTENT, Command, Created
 from shared.service import Service
 
 from services.catalog import projections as q
@@ -148,7 +148,7 @@ def routes(service: Service) -> APIRouter:
         return asyncio.to_thread(fn, *args, **kwargs)
 
     @r.post("/topics", status_code=201, response_model=Created, summary="Propose a topic (议题征集)",
-            dependencies=allow(STAFF, Role.member, Role.citizen))
+            dependencies=[*allow(STAFF, Role.member, Role.citizen), IDEMPOTENT])
     async def propose_topic(body: TopicIn, who: Principal = Caller) -> Created:
         if who.role is Role.citizen and body.proposer_kind is not ProposerKind.person:
             # As a "body", a citizen's own name would be published as it stands; as a person,
@@ -169,7 +169,7 @@ def routes(service: Service) -> APIRouter:
         return topic_out(await run(app.get, Topic, topic_id))
 
     @r.post("/plans", status_code=201, response_model=Created, summary="Draft an annual plan",
-            dependencies=allow(PLANNERS))
+            dependencies=[*allow(PLANNERS), IDEMPOTENT])
     async def draft_plan(body: PlanIn, who: Principal = Caller) -> Created:
         own_plan(who, body.kind)
         return Created(id=await run(app.draft_plan, body.year, body.kind, body.issuer))

@@ -15,7 +15,7 @@ from shared import access
 from shared.access import OFFICES, PERSONS, READERS, STAFF, Caller, Forbidden, Principal, allow, only_own, only_self
 from shared.domain import NotFound
 from shared.fields import Day, Flag, IdNumber, Line, Name, Phone, Score, Text, items
-from shared.http import ACCESS_RESPONSES, Command, Created
+from shared.http import ACCESS_RESPONSES, IDEMPOTENT, Command, Created
 from shared.pages import LIMIT, link_next
 from shared.service import Service
 from shared.stores import ViewStore
@@ -341,7 +341,7 @@ def routes(service: Service) -> APIRouter:
     # -- opinions -------------------------------------------------------------------------
     @r.post("/opinions", status_code=201, response_model=OpinionCreated,
             summary="Submit an opinion (意见建议) or a grassroots item (开单)",
-            dependencies=allow(STAFF, A.member, A.citizen))
+            dependencies=[*allow(STAFF, A.member, A.citizen), IDEMPOTENT])
     async def submit(body: OpinionIn) -> OpinionCreated:
         opinion_id, ref = await run(submit_opinion, app, views, body)
         return OpinionCreated(id=opinion_id, author_ref=ref)
@@ -390,7 +390,7 @@ def routes(service: Service) -> APIRouter:
 
     @r.post("/authors/{ref}/erasure", status_code=201, response_model=Created,
             summary="Erase a person (crypto-shredding): their key is destroyed, the history stays",
-            dependencies=allow(DESK, A.citizen))
+            dependencies=[*allow(DESK, A.citizen), IDEMPOTENT])
     async def erase(ref: str, body: ErasureIn, who: Principal = Caller) -> Created:
         only_self(who, ref, what="This person's data")
         return Created(id=await run(app.erase_author, ref, body.requested_by, body.reason))
@@ -412,7 +412,7 @@ def routes(service: Service) -> APIRouter:
     # -- decisions --------------------------------------------------------------------------
     @r.post("/decisions", status_code=201, response_model=Created,
             summary="A decision, public policy or normative document drafted on a topic",
-            dependencies=allow(A.government_office, A.department))
+            dependencies=[*allow(A.government_office, A.department), IDEMPOTENT])
     async def draft(body: DecisionIn) -> Created:
         topic_id = str(body.topic_id)
         topic = await run(q.known_topic, views, topic_id)
@@ -466,7 +466,8 @@ def routes(service: Service) -> APIRouter:
         return decision_out(await run(app.decision, decision_id))
 
     @r.post("/evaluations", status_code=201, response_model=Created,
-            summary="A public evaluation form (群众评议表)", dependencies=allow(STAFF, A.member, A.citizen))
+            summary="A public evaluation form (群众评议表)",
+            dependencies=[*allow(STAFF, A.member, A.citizen), IDEMPOTENT])
     async def evaluate(body: EvaluationIn) -> Created:
         topic_id = str(body.topic_id)
         topic = await run(q.known_topic, views, topic_id)

@@ -15,7 +15,7 @@ from shared.access import READERS, Caller, Forbidden, Principal, allow, only_own
 from shared.domain import NotFound, Refused
 from shared.fields import Day, Flag, Line, Name, Phone, Text, Year, items
 from shared.forms import ContentType
-from shared.http import ACCESS_RESPONSES, Command, Created
+from shared.http import ACCESS_RESPONSES, IDEMPOTENT, Command, Created
 from shared.pages import LIMIT, link_next
 from shared.service import Service
 
@@ -236,7 +236,7 @@ def routes(service: Service) -> APIRouter:
     # -- the pipeline ---------------------------------------------------------------------
     @r.post("", status_code=201, response_model=Created,
             summary="Submit a proposal (提案) or suggestion (建议): alone, jointly (联名) or by a body",
-            dependencies=allow(PROPOSAL_OFFICES, A.member))
+            dependencies=[*allow(PROPOSAL_OFFICES, A.member), IDEMPOTENT])
     async def submit(body: ProposalIn, who: Principal = Caller) -> Created:
         office_keeps(who, body.kind.value, "entered")
         opinion_id = str(body.from_opinion_id) if body.from_opinion_id else None
@@ -333,7 +333,7 @@ def routes(service: Service) -> APIRouter:
 
     @r.post("/digests", status_code=201, response_model=Created,
             summary="Extension: a key-proposal digest (重要提案摘报) to the Party committee and government",
-            dependencies=allow(PROPOSAL_OFFICES))
+            dependencies=[*allow(PROPOSAL_OFFICES), IDEMPOTENT])
     async def digest(body: DigestIn) -> Created:
         return Created(id=await run(app.submit_digest, body.title, body.summary,
                                     [str(i) for i in body.proposal_ids], body.compiled_by, body.submitted_to))

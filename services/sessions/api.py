@@ -14,7 +14,7 @@ from shared import access
 from shared.access import OFFICES, READERS, Caller, Principal, allow, only_own
 from shared.fields import Day, Flag, Line, Name, Text, items
 from shared.forms import Form
-from shared.http import ACCESS_RESPONSES, Command, Created
+from shared.http import ACCESS_RESPONSES, IDEMPOTENT, Command, Created
 from shared.service import Service
 
 from services.sessions import projections as q
@@ -200,7 +200,8 @@ def routes(service: Service) -> APIRouter:
             only_own(who, s.lead_department, what=f"Session {session_id}")
 
     @r.post("", status_code=201, response_model=Created,
-            summary="Schedule a session for a topic in an approved plan", dependencies=allow(RUNNERS))
+            summary="Schedule a session for a topic in an approved plan",
+            dependencies=[*allow(RUNNERS), IDEMPOTENT])
     async def schedule(body: ScheduleIn, who: Principal = Caller) -> Created:
         only_own(who, body.lead_department, what="A session led by another department")
         topic_id = str(body.topic_id)
@@ -285,7 +286,7 @@ def routes(service: Service) -> APIRouter:
 
     @r.post("/{session_id}/instructions", status_code=201, response_model=Created,
             summary="Record a leader's instruction (批示) and the departments tasked",
-            dependencies=allow(A.party_office, A.government_office))
+            dependencies=[*allow(A.party_office, A.government_office), IDEMPOTENT])
     async def instruct(session_id: str, body: InstructionIn) -> Created:
         return Created(id=await run(app.issue_instruction, session_id, body.leader, body.text,
                                     body.departments))
@@ -303,7 +304,7 @@ def routes(service: Service) -> APIRouter:
     # -- emergency exemption (002 第十四条) ----------------------------------------
     @r.post("/exemptions", status_code=201, response_model=Created,
             summary="Extension: record a decision exempt from consultation, with category and reason",
-            dependencies=allow(A.party_office, A.government_office))
+            dependencies=[*allow(A.party_office, A.government_office), IDEMPOTENT])
     async def exemption(body: ExemptionIn) -> Created:
         fields = body.model_dump()
         fields["topic_id"] = str(body.topic_id) if body.topic_id else None

@@ -11,6 +11,7 @@ from typing import Any
 
 from eventsourcing.persistence import RecordConflictError
 
+from shared import idempotency
 from shared.application import ServiceApplication
 from shared.clock import Clock
 from shared.config import Settings
@@ -122,6 +123,8 @@ class SessionsApplication(ServiceApplication):
     def issue_instruction(self, session_id: str, leader: str, text: str, departments: list[str]) -> str:
         session = self.get(Session, session_id)
         instruction_id = session.issue_instruction(leader, text, departments, self.clock.today())
+        if not session.pending_events:
+            idempotency.replayed()  # the same request sent again: issued the first time
         self.save(session)
         return instruction_id
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
-from uuid import uuid4
 
 from eventsourcing.domain import event
 
-from shared.domain import Aggregate, Refused, glossed, require_reason, stable_names
+from shared.domain import Aggregate, Refused, glossed, new_id, require_reason, stable_names
 from shared.forms import FORMS_BY_PLAN_KIND, Form, check_form, current_plan_kind
 from shared.workdays import WorkingCalendar
 
@@ -612,8 +611,10 @@ class Session(Aggregate):
             self.deadlines[Step.report]["met_on"] = submitted_on
 
     def issue_instruction(self, leader: str, text: str, departments: list[str], today: date) -> str:
+        instruction_id = str(new_id())
+        if any(i["id"] == instruction_id for i in self.instructions):
+            return instruction_id  # the same request sent again (Idempotency-Key): issued already
         self._require("report_submitted", "A leader's instruction (批示)", "the report is submitted")
-        instruction_id = str(uuid4())
         self._instruct(instruction_id=instruction_id, leader=leader, text=text,
                        departments=departments, issued_on=today.isoformat())
         return instruction_id
