@@ -100,7 +100,7 @@ def _problem(status: int, detail: str, rule: str, field: str | None = None) -> J
 
 
 async def idempotency_key(request: Request, key: str | None = Header(
-        None, alias=idempotency.HEADER, pattern=idempotency.KEY_PATTERN,
+        None, alias=idempotency.HEADER, json_schema_extra={"pattern": idempotency.KEY_PATTERN},
         description="Optional: a key of the client's own (a UUID, say) for this request. Sent again "
                     "with the same key and body by the same caller, the request creates nothing more "
                     "and is answered with what the first one created (header Idempotent-Replayed).")) -> None:
@@ -108,6 +108,11 @@ async def idempotency_key(request: Request, key: str | None = Header(
     (``shared.idempotency``). Runs after the route's access check, which names the caller."""
     if key is None:
         return
+    if not idempotency.is_key(key):
+        raise RequestValidationError([{
+            "type": "idempotency_key", "loc": ("header", idempotency.HEADER), "input": key[:300],
+            "msg": "an Idempotency-Key is 1 to 255 visible ASCII characters: letters, digits and "
+                   "punctuation, no spaces (a UUID, say)"}])
     principal = request.scope.get("state", {}).get("principal")
     ids = idempotency.RequestIds(principal.key if principal is not None else "", request.method,
                                  request.url.path, key, await request.body())

@@ -18,14 +18,20 @@ with another body, on another path or from another caller is another request.
 from __future__ import annotations
 
 import hashlib
+import re
 from contextvars import ContextVar
 from uuid import UUID, uuid5
 
 _NAMESPACE = UUID("5d0c6f3e-8a41-4f6b-9c2e-7b1a3e9d4c60")
 #: The header's value: 1-255 visible ASCII characters (a UUID is what clients usually send).
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
+
+
+def is_key(value: str) -> bool:
+    return _KEY.fullmatch(value) is not None
 
 
 class RequestIds:
