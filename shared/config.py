@@ -27,6 +27,13 @@ AUDIT_TOPIC = "consultation.audit.v1"
 INBOUND_TOPIC = "consultation.inbound.v1"
 INBOUND_REPLIES_TOPIC = "consultation.inbound.replies.v1"
 DEADLETTER_TOPIC = "consultation.deadletter.v1"
+#: Topics that carry the system's history: the services' events (the trace and the other
+#: Kafka-fed views are built from them, and ``audit replay --from-kafka`` reads them whole),
+#: the outcomes other departments subscribe to, and the ledger's digests. Kept for good by
+#: default (``KAFKA_EVENT_RETENTION_MS``). They hold no person: envelopes are redacted. The
+#: others (inbound commands, which carry the bus's personal data, their replies, dead
+#: letters) keep the cluster's default retention.
+HISTORY_TOPICS = (*SERVICE_TOPICS.values(), OUTCOMES_TOPIC, AUDIT_TOPIC)
 ALL_TOPICS = (
     *SERVICE_TOPICS.values(),
     OUTCOMES_TOPIC,
@@ -70,6 +77,9 @@ class Settings(BaseSettings):
     kafka_idempotence: bool = Field(True, validation_alias="KAFKA_IDEMPOTENCE")
     kafka_partitions: int = Field(3, validation_alias="KAFKA_TOPIC_PARTITIONS")
     kafka_replication: int = Field(1, validation_alias="KAFKA_TOPIC_REPLICATION")
+    #: ``retention.ms`` the history topics are created with; -1: kept for good. A topic that
+    #: exists with a shorter retention is named in health (``HISTORY_TOPICS``).
+    kafka_event_retention_ms: int = Field(-1, ge=-1, validation_alias="KAFKA_EVENT_RETENTION_MS")
     #: How the services reach a secured cluster: ``SASL_SSL`` with SCRAM is the usual
     #: production choice (``shared.kafka.kafka_options``; every producer and consumer uses it).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

@@ -15,6 +15,7 @@ import aiokafka.admin.client
 import aiokafka.client
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     MessageSizeTooLargeError,
     RecordListTooLargeError,
@@ -32,7 +33,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
-from shared.config import ALL_TOPICS, Settings
+from shared.config import ALL_TOPICS, HISTORY_TOPICS, Settings
 from shared.envelope import CONTENT_TYPE, CloudEvent
 from shared.logs import get_logger
 
@@ -203,10 +204,46 @@ class BrokerProbe:
         return missing
 
     async def _create(self, admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+        history = {self.settings.topic(t) for t in HISTORY_TOPICS}
+        kept = {"retention.ms": str(self.settings.kafka_event_retention_ms)}
         with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics([
-                NewTopic(t, self.settings.kafka_partitions, self.settings.kafka_replication) for t in topics
+                NewTopic(t, self.settings.kafka_partitions, self.settings.kafka_replication,
+                         topic_configs=kept if t in history else {}) for t in topics
             ])
+
+    async def short_retention(self) -> dict[str, int]:
+        """The history topics (``HISTORY_TOPICS``) that keep events for less time than
+        ``KAFKA_EVENT_RETENTION_MS`` asks: topic → its ``retention.ms``.
+
+        A topic made before the setting existed, or by hand, has the cluster's default
+        (Kafka's: 7 days). Events older than that are gone from it: a Kafka-fed view (the
+        trace) could not be rebuilt, a new subscriber would start a week ago, and
+        ``audit replay --from-kafka`` would report every older event missing. Nothing is
+        lost from the stores; the topics' configuration is the operator's to change
+        (``deploy/SCALING.md``). Empty when the broker cannot describe its topics.
+        """
+        wanted = self.settings.kafka_event_retention_ms
+        topics = [self.settings.topic(t) for t in HISTORY_TOPICS]
+        try:
+            admin, _ = await self._open()
+            answers = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+        except BaseException:
+            await self.close()
+            raise
+        short: dict[str, int] = {}
+        for answer in answers:
+            for resource in answer.to_object()["resources"]:
+                if resource["error_code"]:
+                    continue
+                for entry in resource["config_entries"]:
+                    if entry["config_names"] != "retention.ms" or entry["config_value"] is None:
+                        continue
+                    kept = int(entry["config_value"])
+                    if kept != -1 and (wanted == -1 or kept < wanted):
+                        short[resource["resource_name"]] = kept
+        return short
 
     async def _recreate_unreadable(self, created: list[str]) -> None:
         """A topic just created over records the broker took before it existed is

@@ -24,7 +24,7 @@ from shared.consumer import attach, consumer_state
 from shared.follower import STUCK_AFTER, LogFollower, ProjectionFollower
 from shared.http import IdempotentRoute
 from shared.inbound import DESK, InboundCommand, Intake, attach_intake
-from shared.kafka import ensure_topics, make_broker
+from shared.kafka import BrokerProbe, ensure_topics, make_broker
 from shared.ledger import LedgerFollower
 from shared.logs import get_logger
 from shared.projection import ViewProjection
@@ -142,6 +142,8 @@ class Service:
         self.broker_connected = False
         self._tasks: list[asyncio.Task[Any]] = []
         self.refusals = StoreRefusals(self.log)
+        #: History topics that keep events for less time than configured (``_check_retention``).
+        self.short_retention: list[str] = []
 
     def group_id(self, projection: str) -> str:
         return f"{self.settings.group_prefix}.{self.name}.{projection}"
@@ -171,11 +173,30 @@ class Service:
                 delay = min(delay * 2, 5.0)
         self.broker_connected = True
         self.log.info("broker connected", bootstrap=self.settings.kafka_bootstrap_servers)
+        await self._check_retention()
         spawn = asyncio.get_running_loop().create_task
         if self.subscribers:
             self._tasks.append(spawn(self.watchdog.run(), name=self.watchdog.name))
         if self.settings.relay_enabled:
             self._tasks.append(spawn(self.relay.run(), name="relay"))
+
+    async def _check_retention(self) -> None:
+        """Name the history topics that forget events sooner than configured (health, log)."""
+        probe = BrokerProbe(self.settings)
+        try:
+            short = await probe.short_retention()
+        except Exception as error:  # noqa: BLE001 - a check, not a condition of running
+            self.log.info("topic retention not checked", error=repr(error))
+            return
+        finally:
+            await probe.close()
+        self.short_retention = [
+            f"topic {topic} keeps events {kept / 86_400_000:g} days (retention.ms={kept}), not "
+            f"{'for good' if self.settings.kafka_event_retention_ms == -1 else 'as long as configured'}: "
+            "older events cannot be read again (views rebuilt from Kafka, new subscribers); "
+            "see deploy/SCALING.md" for topic, kept in sorted(short.items())]
+        for problem in self.short_retention:
+            self.log.warning("a history topic keeps events too briefly", problem=problem)
 
     async def _publish_digest(self, digest: dict[str, Any]) -> None:
         """A copy of each sealed digest outside the store; kept and sent later if the broker is away."""
@@ -242,6 +263,7 @@ class Service:
                      for f in followers if f["failing_for"] is not None and f["failing_for"] > STUCK_AFTER]
         if (refused := self.refusals.problem()) is not None:
             problems.append(refused)
+        problems += self.short_retention
         if self.broker_connected:
             problems += [f"consumer {c['group']} is not running" for c in consumers if not c["running"]]
             problems += [f"consumer {c['group']} is {c['behind']} behind and has committed nothing "
