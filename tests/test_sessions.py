@@ -18,11 +18,12 @@ import pytest
 
 from services.sessions.application import SessionsApplication
 from services.sessions.domain import Role, Session
-from services.sessions.projections import SessionViews
+from services.sessions.projections import SessionViews, open_deadline_sessions
 from shared.access import Role as Acting
 from shared.clock import FixedClock
 from shared.config import OUTCOMES_TOPIC, SERVICE_TOPICS, Settings
 from shared.replay import differences, rebuild
+from shared.stores import open_view_store
 from tests import steps
 from tests.conftest import KafkaEndpoint, make_settings
 from tests.harness import RunningSystem, read_topic, wait_for
@@ -571,3 +572,25 @@ def test_notices_are_dated_honestly_counted_per_participant_and_served_again_aft
     held = system.post(f"/sessions/{session}/held", held_body("2026-11-27", notice_waiver_reason="专家临时增补"),
                        expect=200).json()
     assert held["held"]["notice_waiver_reason"] == "专家临时增补"
+
+
+def test_the_scheduler_asks_only_for_sessions_with_a_step_already_due(settings: Settings) -> None:
+    """Each session the scheduler gets is loaded for its aggregate to decide; one whose open
+    steps fall due today or later cannot be overdue yet, so it is not asked for. The steps
+    are read through the store's index of open steps by due date, as feedback's are."""
+    views = open_view_store(settings, "sessions")
+    try:
+        with views.transaction() as txn:
+            for session, step, due, done in [("a", "opinion", "2026-10-27", {}), ("a", "report", "2026-11-03", {}),
+                                             ("b", "opinion", "2026-11-02", {}),
+                                             ("c", "opinion", "2026-10-20", {"met_on": "2026-10-21"}),
+                                             ("c", "report", "2026-10-27", {"missed_on": "2026-10-28"}),
+                                             ("d", "report", "2026-10-30", {})]:
+                txn.put("deadline", f"{session}/{step}", {
+                    "session_id": session, "step": step, "due": due, "provisional": False,
+                    "met_on": None, "missed_on": None, **done})
+        assert open_deadline_sessions(views, date(2026, 10, 30)) == ["a"]
+        assert open_deadline_sessions(views, date(2026, 10, 31)) == ["a", "d"]
+        assert open_deadline_sessions(views) == ["a", "b", "d"]
+    finally:
+        views.datastore.close()

@@ -226,12 +226,19 @@ def published_opinions(views: ViewStore, opinion_ids: list[str]) -> dict[str, st
     return {i: doc["topic_id"] for i in opinion_ids if (doc := views.get("published_opinion", i))}
 
 
-def open_deadline_sessions(views: ViewStore) -> list[str]:
-    """Sessions with a step neither done nor yet reported missed: what the scheduler checks."""
-    return sorted({
-        d["session_id"] for d in views.list("deadline")
-        if d["met_on"] is None and d["missed_on"] is None
-    })
+def open_deadline_sessions(views: ViewStore, today: date | None = None) -> list[str]:
+    """Sessions with a step neither done nor yet reported missed: what the scheduler checks.
+
+    With ``today``, only those with such a step already due before it, the only ones that
+    can be overdue (not before the first working day after the due date), read through
+    the store's index of open steps by due date, as the other services' schedulers read
+    theirs: every open step of every session, every minute, grew with the years.
+    """
+    if today is not None:
+        steps = views.open_steps_due_before(today.isoformat())
+    else:
+        steps = [d for d in views.list("deadline") if d["met_on"] is None and d["missed_on"] is None]
+    return sorted({d["session_id"] for d in steps})
 
 
 def _by_date(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:

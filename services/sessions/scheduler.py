@@ -16,7 +16,7 @@ from services.sessions.projections import open_deadline_sessions
 
 def record_missed(service: Service) -> list[tuple[str, str]]:
     app: SessionsApplication = service.app  # type: ignore[assignment]
-    return app.record_missed_deadlines(open_deadline_sessions(service.views))
+    return app.record_missed_deadlines(open_deadline_sessions(service.views, app.clock.today()))
 
 
 deadline_scheduler = scheduler(record_missed)
