@@ -67,8 +67,11 @@ def open_deadlines(views: ViewStore, today: date | None = None) -> list[tuple[st
     to let it decide: every open step, every minute, was tens of thousands of loads once
     tens of thousands of opinions waited for their answers (bench/README.md); and with
     ``today`` the store reads only those steps (``open_steps_due_before``), not every one."""
+    return sorted({(d["kind"], d["subject"]) for d in open_steps(views, today)})
+
+
+def open_steps(views: ViewStore, today: date | None = None) -> list[dict[str, Any]]:
+    """The ``deadline`` documents neither met nor missed; with ``today``, those due before it."""
     if today is not None:
-        steps = views.open_steps_due_before(today.isoformat())
-    else:
-        steps = [d for d in views.list("deadline") if d["met_on"] is None and d["missed_on"] is None]
-    return sorted({(d["kind"], d["subject"]) for d in steps})
+        return views.open_steps_due_before(today.isoformat())
+    return [d for d in views.list("deadline") if d["met_on"] is None and d["missed_on"] is None]

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from shared.config import SERVICE_TOPICS
+from shared.deadlines import open_steps
 from shared.envelope import CloudEvent
 from shared.forms import current_plan_kind
 from shared.projection import ViewProjection, existing, need
@@ -234,11 +235,7 @@ def open_deadline_sessions(views: ViewStore, today: date | None = None) -> list[
     the store's index of open steps by due date, as the other services' schedulers read
     theirs: every open step of every session, every minute, grew with the years.
     """
-    if today is not None:
-        steps = views.open_steps_due_before(today.isoformat())
-    else:
-        steps = [d for d in views.list("deadline") if d["met_on"] is None and d["missed_on"] is None]
-    return sorted({d["session_id"] for d in steps})
+    return sorted({d["session_id"] for d in open_steps(views, today)})
 
 
 def _by_date(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
