@@ -19,6 +19,7 @@ class TopicBook(ViewProjection):
     """Topics (accepted or not, and their lead department) and sessions, from Kafka."""
 
     name = "topic_book"
+    views = ("topic", "session")
     kafka_topics = (SERVICE_TOPICS["catalog"], SERVICE_TOPICS["sessions"])
 
     @staticmethod

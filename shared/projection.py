@@ -58,6 +58,13 @@ class ViewProjection(Projection[ViewStore]):  # type: ignore[type-var]
 
     #: Kafka topics this projection follows when fed from the broker.
     kafka_topics: ClassVar[tuple[str, ...]] = ()
+    #: The views (kinds of document) this projection writes, and no other projection of its
+    #: store: what it forgets when it is built again from the start.
+    views: ClassVar[tuple[str, ...]] = ()
+    #: Raised by one when a release changes what the projection writes (a field added, a
+    #: document reshaped, a view added or dropped): the service then forgets what the earlier
+    #: version wrote and builds the views again from the first event (``start_over_if_changed``).
+    version: ClassVar[int] = 1
 
     def tracking(self, event: CloudEvent) -> Tracking:
         """The event's identity: one record per (service, aggregate, version)."""
@@ -150,3 +157,28 @@ def need(data: dict[str, Any], *fields: str) -> None:
     missing = [f for f in fields if data.get(f) in (None, "")]
     if missing:
         raise UnprocessableEvent(f"payload lacks required field(s): {', '.join(missing)}")
+
+
+def start_over_if_changed(projection: ViewProjection) -> int | None:
+    """Forget what an earlier version of ``projection`` wrote in its store, when one did, so
+    that it builds its views again from the first event; returns that earlier version, or
+    None when the views are this version's already (or were never written).
+
+    Run as a service starts, before its followers and consumers: an own-log projection's
+    tracking is gone, so its follower reads the log from the start; a Kafka-fed one reads
+    its topics from the start in a consumer group of its version (``Service.group_id``).
+    Until it has caught up its views are incomplete, and health says so. Of two replicas
+    starting at once on one store, one forgets; the other finds it done
+    (``ViewStoreMixin.start_over``).
+    """
+    store, name, version = projection.view, projection.name, projection.version
+    built = store.projection_built_by(name)
+    if built is None or (built == version and store.recorded_version(name) is None):
+        store.record_version(name, version)  # a store it never wrote, or one of an earlier release
+        return None
+    if built == version:
+        return None
+    if not projection.views:
+        raise TypeError(f"{name} is version {version} and its views were built by version {built}, "
+                        "but it names no views to forget (ViewProjection.views)")
+    return built if store.start_over(name, projection.views, version) else None

@@ -27,7 +27,7 @@ from shared.inbound import DESK, InboundCommand, Intake, attach_intake
 from shared.kafka import BrokerProbe, ensure_topics, make_broker
 from shared.ledger import LedgerFollower
 from shared.logs import get_logger
-from shared.projection import ViewProjection
+from shared.projection import ViewProjection, start_over_if_changed
 from shared.reactions import Reaction
 from shared.relay import Relay
 from shared.stores import open_view_store
@@ -115,10 +115,16 @@ class Service:
         self.projections: dict[str, ViewProjection] = {
             p.name: p(self.views) for p in (*spec.own_projections, *spec.kafka_projections)
         }
+        owners: dict[str, str] = {}
+        for projection in self.projections.values():  # what one forgets must be its own alone
+            for view in projection.views:
+                if owners.setdefault(view, projection.name) != projection.name:
+                    raise TypeError(f"{spec.name}: view {view!r} is written by both {owners[view]} "
+                                    f"and {projection.name}")
         self.broker: KafkaBroker = make_broker(settings, client_id=f"consult-{spec.name}")
         self.subscribers = [
-            (self.projections[cls.name], self.group_id(cls.name),
-             attach(self.broker, settings, self.projections[cls.name], self.group_id(cls.name)))
+            (self.projections[cls.name], self.group_id(cls.name, cls.version),
+             attach(self.broker, settings, self.projections[cls.name], self.group_id(cls.name, cls.version)))
             for cls in spec.kafka_projections
         ]
         for cls in spec.reactions:
@@ -144,16 +150,45 @@ class Service:
         self.refusals = StoreRefusals(self.log)
         #: History topics that keep events for less time than configured (``_check_retention``).
         self.short_retention: list[str] = []
+        #: Projections building their views again from the start, since a release changed
+        #: them (name → version), until they catch up.
+        self.rebuilding: dict[str, int] = {}
 
-    def group_id(self, projection: str) -> str:
-        return f"{self.settings.group_prefix}.{self.name}.{projection}"
+    def group_id(self, projection: str, version: int = 1) -> str:
+        """A consumer's group. A Kafka-fed view of version 2 or more has a group of its own:
+        new to the cluster, it reads its topics from the start (``start_over_if_changed``)."""
+        group = f"{self.settings.group_prefix}.{self.name}.{projection}"
+        return group if version == 1 else f"{group}.v{version}"
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
+        # Before any follower or consumer applies an event: a changed projection forgets first.
+        await asyncio.to_thread(self._start_over_changed)
         spawn = asyncio.get_running_loop().create_task
         self._tasks += [spawn(f.run(), name=f.name) for f in self.followers]
         self._tasks += [spawn(job(self), name=getattr(job, "__name__", "job")) for job in self.spec.jobs]
         self._tasks.append(spawn(self._connect(), name="connect"))
+
+    def _start_over_changed(self) -> None:
+        for projection in self.projections.values():
+            was = start_over_if_changed(projection)
+            if was is not None:
+                self.rebuilding[projection.name] = projection.version
+                self.log.warning("a view is built again from the first event: its projection changed",
+                                 projection=projection.name, was_version=was, version=projection.version,
+                                 views=list(projection.views))
+
+    def _rebuilding(self, consumers: list[dict[str, Any]]) -> list[str]:
+        """Views still being built again from the start, in words for health."""
+        behind = {c["projection"]: c["behind"] for c in consumers}
+        caught_up = {f.projection.name for f in self.followers
+                     if isinstance(f, ProjectionFollower) and f.caught_up.is_set()}
+        caught_up |= {name for name, lag in behind.items() if lag == 0}
+        for name in caught_up & self.rebuilding.keys():
+            self.log.info("a view built again has caught up", projection=name, version=self.rebuilding.pop(name))
+        return [f"{name} (version {version}) is being built again from the first event: its views "
+                f"({', '.join(self.projections[name].views)}) are incomplete until it catches up"
+                for name, version in sorted(self.rebuilding.items())]
 
     async def _connect(self) -> None:
         """Reach the broker, however long it takes; commands are stored meanwhile."""
@@ -264,6 +299,7 @@ class Service:
         if (refused := self.refusals.problem()) is not None:
             problems.append(refused)
         problems += self.short_retention
+        problems += self._rebuilding(consumers)
         if self.broker_connected:
             problems += [f"consumer {c['group']} is not running" for c in consumers if not c["running"]]
             problems += [f"consumer {c['group']} is {c['behind']} behind and has committed nothing "

@@ -7,6 +7,7 @@ read models and the tracking records that make their updates idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -431,6 +432,8 @@ class ViewStoreMixin:
             "RETURNING 1"
         )
         self.sql_delete = f"DELETE FROM {t} WHERE view = {p} AND key = {p}"
+        self.sql_delete_view = f"DELETE FROM {t} WHERE view = {p}"
+        self.sql_view_names = f"SELECT DISTINCT view FROM {t}"
         # SQLite: every [view, key, doc] of a JSON array in one statement (``_put_all``).
         self.sql_put_json = (
             f"INSERT INTO {t} (view, key, doc) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
@@ -560,14 +563,15 @@ class ViewStoreMixin:
     #: ``consult audit`` change while the service runs): see ``SQLiteViewStore._lock_first``.
     shared_with_processes = False
 
-    def _lock_first(self, cursor: Any) -> None:
+    def _lock_first(self, cursor: Any, always: bool = False) -> None:
         """Before a write transaction's first statement (SQLite's write lock, there)."""
 
     @contextmanager
-    def _tracked(self, trackings: tuple[Tracking, ...]) -> Iterator[Any]:
-        """A database transaction (pipelined where it can be) that begins with ``trackings``."""
+    def _tracked(self, trackings: tuple[Tracking, ...], lock_first: bool = False) -> Iterator[Any]:
+        """A database transaction (pipelined where it can be) that begins with ``trackings``;
+        ``lock_first``: holding the write lock from the start, whoever else writes the store."""
         with self.datastore.transaction(commit=True) as cursor, self._pipelined(cursor):
-            self._lock_first(cursor)
+            self._lock_first(cursor, lock_first)
             for tracking in trackings:
                 self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
             yield cursor
@@ -656,6 +660,62 @@ class ViewStoreMixin:
         with self._tracked(trackings) as cursor:
             self.send(cursor, held, whole=True)
 
+    # -- a projection's version (``shared.projection.start_over_if_changed``) -------------
+    def _tracking_table(self) -> str:
+        return "tracking"  # eventsourcing's SQLite name for it
+
+    def projection_built_by(self, name: str) -> int | None:
+        """The version of projection ``name`` whose documents this store holds: as recorded
+        (a tracking record ``name@version``), 1 for a store written before versions were
+        recorded, None for one it never wrote."""
+        recorded = self.recorded_version(name)
+        if recorded is not None:
+            return recorded
+        p = self.param
+        with one_statement(self.datastore) as cursor:
+            # Its tracking records are "name:service" (own log) and "name:service:subject"
+            # (Kafka). Once, for a store of an earlier release (the version is recorded then):
+            # a scan of the table.
+            cursor.execute(f"SELECT 1 FROM {self._tracking_table()} WHERE substr(application_name, 1, {p}) = {p} "
+                           "LIMIT 1", (len(name) + 1, f"{name}:"))
+            return 1 if cursor.fetchone() else None
+
+    def recorded_version(self, name: str) -> int | None:
+        return self.max_tracking_id(f"{name}@version")
+
+    def view_names(self) -> list[str]:
+        """The views this store holds documents of."""
+        self.drain()
+        with one_statement(self.datastore) as cursor:
+            cursor.execute(self.sql_view_names)
+            return sorted(row["view"] for row in cursor.fetchall())
+
+    def record_version(self, name: str, version: int) -> None:
+        """Note that ``version`` of projection ``name`` builds this store's documents."""
+        with contextlib.suppress(IntegrityError):  # recorded meanwhile by another process
+            with self._tracked((Tracking(f"{name}@version", version),), lock_first=True):
+                pass
+
+    def start_over(self, name: str, views: tuple[str, ...], version: int) -> bool:
+        """In one transaction: record ``version`` of projection ``name``, and delete every
+        document of ``views`` and every tracking record of the projection, so it applies
+        every event again. False, with nothing changed, when another process recorded that
+        version first (its followers may be rebuilding already)."""
+        self.drain()
+        p = self.param
+        try:
+            # The version's record first: a twin doing the same at the same moment waits for
+            # it, then fails on it, and deletes nothing of what this one starts writing.
+            with self._tracked((Tracking(f"{name}@version", version),), lock_first=True) as cursor:
+                cursor.executemany(self.sql_delete_view, [(view,) for view in views])
+                cursor.execute(f"DELETE FROM {self._tracking_table()} WHERE substr(application_name, 1, {p}) = {p}",
+                               (len(name) + 1, f"{name}:"))
+                cursor.execute(f"DELETE FROM {self._tracking_table()} WHERE application_name = {p} "
+                               f"AND notification_id <> {p}", (f"{name}@version", version))
+        except IntegrityError:
+            return False
+        return True
+
     def remember_commits(self) -> None:
         """Take this store as written by this object alone from now on (see ``committed``)."""
         with self.datastore.transaction(commit=False) as cursor:
@@ -743,7 +803,7 @@ class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
                  "CROSS JOIN view_documents AS d ON d.view = ? AND d.key >= json_extract(p.value, '$[0]') "
                  "AND d.key < json_extract(p.value, '$[1]') ORDER BY place, d.key")
 
-    def _lock_first(self, cursor: Any) -> None:
+    def _lock_first(self, cursor: Any, always: bool = False) -> None:
         """Take the write lock as the transaction begins (``BEGIN IMMEDIATE``) in a store that
         other processes write too.
 
@@ -753,7 +813,7 @@ class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
         measured, ``consult relay retry`` against a relay writing its records failed 1,798
         times in 2,188. Taken first, the lock is waited for (``SQLITE_LOCK_TIMEOUT``).
         """
-        if self.shared_with_processes:
+        if self.shared_with_processes or always:
             cursor.execute("ROLLBACK")  # the deferred BEGIN, which has taken nothing yet
             cursor.execute("BEGIN IMMEDIATE")
 
@@ -826,6 +886,9 @@ class PostgresViewStore(ViewStoreMixin, PostgresTrackingRecorder):
             "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(first, past, place) "
             f"CROSS JOIN LATERAL (SELECT key, doc FROM {table} WHERE view = %s AND key >= r.first "
             "AND key < r.past) AS d ORDER BY r.place, d.key")
+
+    def _tracking_table(self) -> str:
+        return f'"{self.datastore.schema}"."{self.tracking_table_name}"'
 
     @staticmethod
     def _key_collation(table: str) -> str:

@@ -116,6 +116,14 @@ def _cli_token(data_dir: str, role: str, name: str) -> tuple[tuple[str, str], ..
     return (("Authorization", f"Bearer {token}"),)
 
 
+def undeclared(service: Any) -> None:
+    """Every view of a service's store is declared by one of its projections (``views``):
+    a view no projection names would be left behind when its projection is built again."""
+    declared = {view for projection in service.projections.values() for view in projection.views}
+    found = set(service.views.view_names()) - declared
+    assert not found, f"{service.name}: views no projection declares: {sorted(found)}"
+
+
 class RunningSystem:
     """The services of ``names`` behind one port, in a background thread."""
 
@@ -144,9 +152,15 @@ class RunningSystem:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.http.close()
-        self.server.should_exit = True
-        self.thread.join(30)
+        try:
+            if exc[0] is None:
+                for service in self.services.values():
+                    undeclared(service)
+        finally:
+            self.http.close()
+            self.server.should_exit = True
+            self.thread.join(30)
+
 
     # -- conveniences --------------------------------------------------------
     def as_(self, role: Role, name: str = "经办人", department: str | None = None, **identity: str) -> dict[str, str]:

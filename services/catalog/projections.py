@@ -21,6 +21,7 @@ _ITEM_FIELDS = ("topic_id", "form", "lead_department", "scheduled_month", "parti
 
 class CatalogViews(ViewProjection):
     name = "catalog_views"
+    views = ("topic", "plan")
 
     # -- topics ----------------------------------------------------------------
     def on_TopicProposed(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:

@@ -30,6 +30,8 @@ class FeedbackViews(ViewProjection):
     """Opinions, deadlines, decisions, evaluations and results, from the service's own log."""
 
     name = "feedback_views"
+    views = ("opinion", "topic_opinion", "author_opinion", "deadline", "erased", "results",
+             "decision", "evaluation")
 
     # -- opinions ----------------------------------------------------------------------
     def _opinion(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
@@ -180,6 +182,7 @@ class Trace(ViewProjection):
     """
 
     name = "trace"
+    views = ("step", "trace_erased", "link")
     kafka_topics = tuple(SERVICE_TOPICS.values())
 
     def apply(self, event: CloudEvent, txn: ViewTransaction) -> None:

@@ -31,6 +31,7 @@ class ProposalBook(TopicBook):
     """Topics from the catalog (and sessions, unused here) and opinions from feedback."""
 
     name = "proposal_book"
+    views = (*TopicBook.views, "opinion")
     kafka_topics = (SERVICE_TOPICS["catalog"], SERVICE_TOPICS["feedback"])
 
     def on_OpinionSubmitted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
@@ -55,6 +56,7 @@ class ProposalViews(ViewProjection):
     """Proposals, their deadlines, digests and members, from the service's own log."""
 
     name = "proposal_views"
+    views = ("proposal", "proposer_proposal", "member_proposal", "deadline", "digest", "member")
 
     def _proposal(self, e: CloudEvent, txn: ViewTransaction, **changes: Any) -> dict[str, Any]:
         return update(txn, "proposal", e, "submitted", **changes)

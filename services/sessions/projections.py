@@ -30,6 +30,7 @@ class PlanBook(ViewProjection):
     """Topics in approved plans (directly or by amendment), from ``consultation.catalog.v1``."""
 
     name = "plan_book"
+    views = ("planned", "catalog_plan")
     kafka_topics = (SERVICE_TOPICS["catalog"],)
 
     def _plan(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
@@ -73,6 +74,7 @@ class OpinionBook(ViewProjection):
     ``consultation.feedback.v1``: what a report may consolidate."""
 
     name = "opinion_book"
+    views = ("published_opinion",)
     kafka_topics = (SERVICE_TOPICS["feedback"],)
 
     def on_OpinionSubmitted(self, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
@@ -83,6 +85,7 @@ class SessionViews(ViewProjection):
     """Sessions, deadlines, instructions and exemptions, from the service's own log."""
 
     name = "session_views"
+    views = ("session", "deadline", "instruction", "exemption")
 
     def _session(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
         return existing(txn, "session", e.subject, e, "scheduled")
