@@ -237,9 +237,7 @@ def test_a_consultation_from_opinion_to_evaluation_without_a_person_on_any_topic
 
     service = system.services["feedback"]
     rebuilt, _ = rebuild(service.app, [FeedbackViews])
-    own_views = {"opinion", "topic_opinion", "author_opinion", "deadline", "results", "decision", "evaluation",
-                 "erased"}
-    live = {k: v for k, v in service.views.dump().items() if k[0] in own_views}
+    live = {k: v for k, v in service.views.dump().items() if k[0] in FeedbackViews.views}
     assert differences(live, rebuilt.dump()) == []
 
     # Rebuilding the trace from the Kafka topics gives the same document.
@@ -396,6 +394,13 @@ def test_decisions_deliberation_gate_interpretation_deadline_and_post_evaluation
                          read_topic(kafka.bootstrap, system.settings.topic(OUTCOMES_TOPIC))), 20, "the outcome")
     evaluation = system.get(f"/feedback/public/topics/{topic_id}")["evaluation"]
     assert evaluation["forms"] == 4 and evaluation["effect"] == {"achieved": 1, "not_achieved": 3}
+    # The topic's public page shows its own decisions, in the order they were drafted, and no other's.
+    other = system.post("/feedback/decisions", {**draft, "topic_id": planned_topic(system), "title": "另一办法"},
+                        expect=201).json()["id"]
+    views_caught_up(system)
+    public = system.get(f"/feedback/public/topics/{topic_id}")["decisions"]
+    assert [(d["id"], d["status"]) for d in public] == [(decision, "to_adjust"), (urgent, "deliberated")]
+    assert other not in {d["id"] for d in public}
 
 
 def test_the_scheduler_loads_only_subjects_with_a_step_already_due(settings: Settings) -> None:

@@ -14,13 +14,14 @@ from typing import Any
 from eventsourcing.persistence import Tracking
 
 from services.catalog.projections import CatalogViews
-from services.feedback.projections import Trace
+from services.feedback.projections import FeedbackViews, Trace
 from shared.config import Settings
 from shared.envelope import CloudEvent
 from shared.projection import start_over_if_changed
 from shared.stores import ViewTransaction, open_view_store
 from tests import steps
 from tests.harness import RunningSystem, wait_for
+from tests.test_feedback import planned_topic, views_caught_up
 
 SERVICES = ["catalog", "feedback"]  # the trace (feedback) follows the catalog's topic
 
@@ -123,3 +124,32 @@ def test_of_two_processes_starting_over_at_once_one_forgets(settings: Settings) 
     finally:
         first.datastore.close()
         second.datastore.close()
+
+
+def test_the_release_that_links_decisions_to_topics_rebuilds_a_store_of_the_one_before(
+        settings: Settings, monkeypatch: Any) -> None:
+    """Version 2 of the feedback views links each decision to its topic, which a topic's public
+    page reads. A store version 1 built has no links; started on version 2, it gets them all."""
+    drafted = FeedbackViews.on_DecisionDrafted
+
+    def as_version_1(self: FeedbackViews, e: CloudEvent, d: dict[str, Any], txn: ViewTransaction) -> None:
+        drafted(self, e, d, txn)
+        txn.delete("topic_decision", f"{d['topic_id']}/{e.subject}")  # what version 1 did not write
+
+    draft = {"title": "养老服务补贴办法", "kind": "major_public_policy", "area": "elderly_care",
+             "drafted_by": "县民政局"}
+    with monkeypatch.context() as version_1:
+        version_1.setattr(FeedbackViews, "version", 1)
+        version_1.setattr(FeedbackViews, "on_DecisionDrafted", as_version_1)
+        with RunningSystem(settings) as system:
+            topic_id = planned_topic(system)
+            decisions = [system.post("/feedback/decisions", {**draft, "topic_id": topic_id, "title": title},
+                                     expect=201).json()["id"] for title in ("办法一", "办法二")]
+            views_caught_up(system)
+            assert system.get(f"/feedback/public/topics/{topic_id}")["decisions"] == []
+
+    with RunningSystem(settings) as system:
+        assert system.services["feedback"].rebuilding == {"feedback_views": 2}
+        public = wait_for(lambda: system.get(f"/feedback/public/topics/{topic_id}")["decisions"] or None, 30,
+                          "the topic's decisions after the upgrade")
+        assert [d["id"] for d in public] == decisions

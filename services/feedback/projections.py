@@ -31,7 +31,10 @@ class FeedbackViews(ViewProjection):
 
     name = "feedback_views"
     views = ("opinion", "topic_opinion", "author_opinion", "deadline", "erased", "results",
-             "decision", "evaluation")
+             "decision", "topic_decision", "evaluation")
+    #: 2: each decision linked to its topic (``topic_decision``), so a topic's public page
+    #: reads its own decisions, not every decision of every year.
+    version = 2
 
     # -- opinions ----------------------------------------------------------------------
     def _opinion(self, e: CloudEvent, txn: ViewTransaction) -> dict[str, Any]:
@@ -130,6 +133,8 @@ class FeedbackViews(ViewProjection):
             "status": "drafted", "deliberation": None, "issued_on": None, "interpretation": None,
             "evaluations": {"forms": 0, "aim_missed": 0, "objections": 0}, "post_evaluation": None,
         })
+        if d.get("topic_id"):
+            txn.put("topic_decision", f"{d['topic_id']}/{e.subject}", {"id": e.subject})
 
     def on_DecisionSubmittedForDeliberation(self, e: CloudEvent, d: dict[str, Any],
                                             txn: ViewTransaction) -> None:
@@ -365,7 +370,9 @@ def evaluation_results(views: ViewStore, topic_id: str) -> dict[str, Any]:
 
 def public_topic(views: ViewStore, topic_id: str) -> dict[str, Any]:
     """A topic's public results and the public's evaluation of what was decided."""
-    decisions = [{k: d[k] for k in ("id", "title", "kind", "status", "issued_on", "post_evaluation")}
-                 for d in views.list("decision") if d["topic_id"] == topic_id]
+    with views.reading() as r:  # one snapshot, and the topic's decisions only
+        decisions = [{k: d[k] for k in ("id", "title", "kind", "status", "issued_on", "post_evaluation")}
+                     for link in r.list("topic_decision", prefix=f"{topic_id}/")
+                     if (d := r.get("decision", link["id"])) is not None]
     return {"topic_id": topic_id, "results": views.get("results", topic_id), "decisions": decisions,
             "evaluation": evaluation_results(views, topic_id)}
