@@ -31,7 +31,7 @@ from shared.config import AUDIT_TOPIC, SERVICE_TOPICS, Settings
 from shared.envelope import CloudEvent, origin_problem
 from shared.ledger import Ledger, Report, Signer, read_digests_file, verify
 from shared.relay import RelayState
-from shared.replay import BATCH, apply, batches, field_differences, sources
+from shared.replay import BATCH, apply, batches, sources, text_differences
 from shared.runtime import SERVICE_NAMES, spec
 from shared.stores import ViewStore, open_view_store, schema_name
 
@@ -222,7 +222,7 @@ def replay(settings: Settings, names: list[str], from_kafka: bool) -> int:
                 app.close()
             live = open_view_store(settings, name)
             try:
-                diffs = field_differences(live.dump(), fresh.dump())
+                diffs = text_differences(live.dump_text(), fresh.dump_text())
             finally:
                 live.datastore.close()
         finally:

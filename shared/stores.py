@@ -791,10 +791,15 @@ class ViewStoreMixin:
 
     def dump(self) -> dict[tuple[str, str], dict[str, Any]]:
         """Every document: what a rebuild is compared against."""
+        return {key: orjson.loads(doc) for key, doc in self.dump_text().items()}
+
+    def dump_text(self) -> dict[tuple[str, str], str]:
+        """Every document as stored (its JSON): ``shared.replay.text_differences`` compares
+        these, and decodes only what differs."""
         self.drain()
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(self.sql_list_all)
-            return {(r["view"], r["key"]): self._doc(r) for r in cursor.fetchall()}
+            return {(r["view"], r["key"]): r["doc"] for r in cursor.fetchall()}
 
 
 class SQLiteViewStore(ViewStoreMixin, SQLiteTrackingRecorder):
