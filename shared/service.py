@@ -150,6 +150,7 @@ class Service:
         self.refusals = StoreRefusals(self.log)
         #: History topics that keep events for less time than configured (``_check_retention``).
         self.short_retention: list[str] = []
+        self.retention_checks = 0
         #: Projections building their views again from the start, since a release changed
         #: them (name → version), until they catch up.
         self.rebuilding: dict[str, int] = {}
@@ -208,12 +209,20 @@ class Service:
                 delay = min(delay * 2, 5.0)
         self.broker_connected = True
         self.log.info("broker connected", bootstrap=self.settings.kafka_bootstrap_servers)
-        await self._check_retention()
         spawn = asyncio.get_running_loop().create_task
+        self._tasks.append(spawn(self._watch_retention(), name="retention"))
         if self.subscribers:
             self._tasks.append(spawn(self.watchdog.run(), name=self.watchdog.name))
         if self.settings.relay_enabled:
             self._tasks.append(spawn(self.relay.run(), name="relay"))
+
+    #: Seconds between looks at the history topics' retention (an operator may change it).
+    RETENTION_CHECK_EVERY = 600.0
+
+    async def _watch_retention(self) -> None:
+        while True:
+            await self._check_retention()
+            await asyncio.sleep(self.RETENTION_CHECK_EVERY)
 
     async def _check_retention(self) -> None:
         """Name the history topics that forget events sooner than configured (health, log)."""
@@ -225,12 +234,14 @@ class Service:
             return
         finally:
             await probe.close()
+        before = self.short_retention
+        self.retention_checks += 1
         self.short_retention = [
             f"topic {topic} keeps events {kept / 86_400_000:g} days (retention.ms={kept}), not "
             f"{'for good' if self.settings.kafka_event_retention_ms == -1 else 'as long as configured'}: "
             "older events cannot be read again (views rebuilt from Kafka, new subscribers); "
             "see deploy/SCALING.md" for topic, kept in sorted(short.items())]
-        for problem in self.short_retention:
+        for problem in set(self.short_retention) - set(before):
             self.log.warning("a history topic keeps events too briefly", problem=problem)
 
     async def _publish_digest(self, digest: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared.config import ALL_TOPICS, HISTORY_TOPICS, INBOUND_TOPIC, SERVICE_TOPICS, Settings
 from tests.conftest import KafkaEndpoint, make_settings
-from tests.harness import RunningSystem
+from tests.harness import RunningSystem, wait_for
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -56,6 +56,7 @@ def test_history_topics_are_made_to_keep_events_for_good(tmp_path: Path, kafka: 
     settings = make_settings("sqlite", tmp_path, kafka, None)
     with RunningSystem(settings, ["catalog"]) as system:
         kept = retention(settings)
+        wait_for(lambda: system.services["catalog"].retention_checks or None, 20, "the retention checked")
         health = system.get("/catalog/health")
     assert {t: kept[settings.topic(t)] for t in HISTORY_TOPICS} == {t: "-1" for t in HISTORY_TOPICS}
     # Inbound commands carry the bus's personal data: they keep the cluster's default.
@@ -67,7 +68,8 @@ def test_a_history_topic_that_forgets_is_named_in_health(tmp_path: Path, kafka: 
     settings = make_settings("sqlite", tmp_path, kafka, None)
     make_topic(settings, SERVICE_TOPICS["catalog"], WEEK_MS)  # made before, with a week's retention
     with RunningSystem(settings, ["catalog"]) as system:
-        health = system.get("/catalog/health", expect=None)
+        health = wait_for(lambda: (h := system.get("/catalog/health", expect=None))["problems"] and h, 20,
+                          "health to name the topic")
     named = [p for p in health["problems"] if "retention.ms" in p]
     assert named == [f"topic {settings.topic(SERVICE_TOPICS['catalog'])} keeps events 7 days "
                      f"(retention.ms={WEEK_MS}), not for good: older events cannot be read again "
@@ -77,5 +79,7 @@ def test_a_history_topic_that_forgets_is_named_in_health(tmp_path: Path, kafka: 
     # An operator who chose a week on purpose (KAFKA_EVENT_RETENTION_MS) is not told otherwise.
     chosen = settings.model_copy(update={"kafka_event_retention_ms": WEEK_MS})
     with RunningSystem(chosen, ["catalog"]) as system:
+        checked = system.services["catalog"]
+        wait_for(lambda: checked.retention_checks or None, 20, "the retention checked")
         health = system.get("/catalog/health", expect=None)
-    assert not [p for p in health["problems"] if "retention.ms" in p], health
+        assert checked.short_retention == [] and not [p for p in health["problems"] if "retention.ms" in p], health
