@@ -207,7 +207,8 @@ class ServiceApplication(Application[UUID]):
             request = idempotency.current.get()
             if request is not None:
                 created = [e.originator_id for e in processing.events if e.originator_version == 1]
-                if isinstance(error, RecordConflictError) and self._stored_before(request, created):
+                if isinstance(error, RecordConflictError) and self._found_stored(
+                        request, [originator for originator in created if originator in request.issued]):
                     return []  # nothing of this attempt was stored: the first one's stands
                 # A command that tries again (a raced key, a decision counted meanwhile) makes
                 # the same ids again, as the request sent again will.
@@ -218,11 +219,10 @@ class ServiceApplication(Application[UUID]):
         self.notify(processing.events)  # as eventsourcing's save (deprecated there, a no-op here)
         return recordings
 
-    def _stored_before(self, request: idempotency.RequestIds, created: list[UUID]) -> bool:
-        """Whether a save refused for a conflict is a request sent again whose first attempt
-        is stored: an aggregate it creates, under an id derived from the request
-        (``shared.idempotency``), has its first event in the store already."""
-        made = [originator for originator in created if originator in request.issued]
+    def _found_stored(self, request: idempotency.RequestIds, made: list[UUID]) -> bool:
+        """Whether an aggregate ``request`` creates under an id derived from it
+        (``shared.idempotency``) has its first event in the store already: the request was
+        sent before, and that attempt was stored (the request is then answered as replayed)."""
         if not any(self.recorder.select_events(originator, lte=1) for originator in made):
             return False
         request.replayed = True
@@ -236,10 +236,7 @@ class ServiceApplication(Application[UUID]):
         if request is None:
             return None
         first = request.peek(0)
-        if not self.recorder.select_events(first, lte=1):
-            return None
-        request.replayed = True
-        return str(first)
+        return str(first) if self._found_stored(request, [first]) else None
 
     # -- followers -------------------------------------------------------------
     def on_saved(self, listener: Callable[[], None]) -> None:

@@ -222,9 +222,9 @@ class FeedbackApplication(ServiceApplication):
         fails too and is repeated, and the views already show the person erased.
         """
         reason = require_reason(reason, "Erasing a person's data")
-        if not self.vault.holds(ref) and (done := self.created_before()):
-            return done  # the same request sent again: erased the first time
         if not self.vault.holds(ref):
+            if done := self.created_before():
+                return done  # the same request sent again: erased the first time
             if self.vault.destroyed(ref):
                 raise Refused("This person's data was already erased.", rule="already_erased")
             raise NotFound(f"No person with reference {ref}")
