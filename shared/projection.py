@@ -172,11 +172,12 @@ def start_over_if_changed(projection: ViewProjection) -> int | None:
     (``ViewStoreMixin.start_over``).
     """
     store, name, version = projection.view, projection.name, projection.version
-    built = store.projection_built_by(name)
-    if built is None or (built == version and store.recorded_version(name) is None):
-        store.record_version(name, version)  # a store it never wrote, or one of an earlier release
+    recorded = store.recorded_version(name)
+    if recorded == version:  # every start but the first after a release: one indexed read
         return None
-    if built == version:
+    built = recorded if recorded is not None else store.projection_built_by(name)
+    if built in (None, version):  # a store it never wrote, or one an earlier release wrote
+        store.record_version(name, version)
         return None
     if not projection.views:
         raise TypeError(f"{name} is version {version} and its views were built by version {built}, "
